@@ -1,0 +1,75 @@
+"""The ``hcml`` command: one subcommand a stage (synth, train, eval, export, build-engine, run, bench).
+
+Each subcommand lives in its own module that exposes ``add_arguments(parser)`` and
+``run(args) -> int``; this file only wires them together, so ``hcml --help`` stays the map.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# (name, module implementing it or None while not written yet, one-line help, issue for pointers)
+SUBCOMMANDS: list[tuple[str, str | None, str, str]] = [
+    ("synth", None, "render the synthetic motion benchmark to video files", "#3"),
+    ("train", None, "train a model from a recipe in training/ (flow, progressive, joint)", "#5"),
+    ("eval", None, "evaluate a checkpoint or model card on a dataset", "#5"),
+    ("export", None, "export a checkpoint to ONNX clip + step graphs and a model card", "#6"),
+    ("build-engine", None, "build TensorRT plans for a model card (NVIDIA GPU)", "#6"),
+    ("run", None, "run hcmlaction on a file, URI, camera, RTP port or pipeline file", "#8"),
+    ("bench", None, "benchmarks: streaming, element, latency, backends, model, train", "#9"),
+]
+
+
+def _not_implemented(name: str, issue: str):
+    def run(_args: argparse.Namespace) -> int:
+        print(
+            f"hcml {name}: not implemented yet (tracked in issue {issue}; see README.md).",
+            file=sys.stderr,
+        )
+        return 2
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hcml",
+        description="Motion-aware action recognition (HCML) for live video pipelines.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run `hcml <command> --help` for each command's options.",
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+    for name, module_name, help_text, issue in SUBCOMMANDS:
+        if module_name is None:
+            p = sub.add_parser(name, help=f"{help_text} [not implemented yet]", description=help_text)
+            p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+            p.set_defaults(func=_not_implemented(name, issue))
+            continue
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=(module.__doc__ or help_text).strip(),
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        module.add_arguments(p)
+        p.set_defaults(func=module.run)
+    return parser
+
+
+def _version() -> str:
+    from hcml import __version__
+
+    return f"hcml {__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""Shared fixtures: a fresh GStreamer registry per test run, and the project's paths."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A stale registry caches zero features for Python elements: give every run its own.
+_REGISTRY_DIR = tempfile.mkdtemp(prefix="hcml-gst-registry-")
+os.environ["GST_REGISTRY"] = os.path.join(_REGISTRY_DIR, "registry.bin")
+os.environ["GST_PLUGIN_PATH"] = str(ROOT / "plugin")
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return ROOT
