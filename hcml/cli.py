@@ -15,10 +15,25 @@ SUBCOMMANDS: list[tuple[str, str | None, str, str]] = [
     ("synth", None, "render the synthetic motion benchmark to video files", "#3"),
     ("train", None, "train a model from a recipe in training/ (flow, progressive, joint)", "#5"),
     ("eval", None, "evaluate a checkpoint or model card on a dataset", "#5"),
-    ("export", None, "export a checkpoint to ONNX clip + step graphs and a model card", "#6"),
-    ("build-engine", None, "build TensorRT plans for a model card (NVIDIA GPU)", "#6"),
+    (
+        "export",
+        "hcml.export.cli_export",
+        "export a checkpoint to ONNX clip + step graphs and a model card",
+        "#6",
+    ),
+    (
+        "build-engine",
+        "hcml.export.cli_build",
+        "build TensorRT plans for a model card (NVIDIA GPU)",
+        "#6",
+    ),
     ("run", None, "run hcmlaction on a file, URI, camera, RTP port or pipeline file", "#8"),
-    ("bench", None, "benchmarks: streaming, element, latency, backends, model, train", "#9"),
+    (
+        "bench",
+        "hcml.bench",
+        "benchmarks: streaming, element, latency, backends, model, train",
+        "#9",
+    ),
 ]
 
 
@@ -44,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
     for name, module_name, help_text, issue in SUBCOMMANDS:
         if module_name is None:
-            p = sub.add_parser(name, help=f"{help_text} [not implemented yet]", description=help_text)
+            p = sub.add_parser(
+                name, help=f"{help_text} [not implemented yet]", description=help_text
+            )
             p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
             p.set_defaults(func=_not_implemented(name, issue))
             continue

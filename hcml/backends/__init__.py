@@ -1,1 +1,25 @@
-"""hcml.backends."""
+"""One inference interface, several engines: onnxruntime (CPU default), torch, TensorRT.
+
+``load_backend(model, backend="auto", device="cpu")`` is the entry point; see ``base.Backend``.
+Engine modules import their runtime lazily, so importing this package stays light.
+"""
+
+from hcml.backends.base import (
+    BACKENDS,
+    Backend,
+    BackendUnavailable,
+    load_backend,
+    resolve_card,
+    split_state,
+    stack_states,
+)
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "BackendUnavailable",
+    "load_backend",
+    "resolve_card",
+    "split_state",
+    "stack_states",
+]
