@@ -1,4 +1,4 @@
-"""The ``hcml`` command: one subcommand a stage (synth, train, eval, export, build-engine, run, bench).
+"""The ``hcml`` command: one subcommand a stage (synth, train, eval, export, run, bench, ...).
 
 Each subcommand lives in its own module that exposes ``add_arguments(parser)`` and
 ``run(args) -> int``; this file only wires them together, so ``hcml --help`` stays the map.
@@ -12,7 +12,7 @@ import sys
 
 # (name, module implementing it or None while not written yet, one-line help, issue for pointers)
 SUBCOMMANDS: list[tuple[str, str | None, str, str]] = [
-    ("synth", None, "render the synthetic motion benchmark to video files", "#3"),
+    ("synth", "hcml.data.synth_cli", "render the synthetic motion benchmark to video files", "#3"),
     ("train", None, "train a model from a recipe in training/ (flow, progressive, joint)", "#5"),
     ("eval", None, "evaluate a checkpoint or model card on a dataset", "#5"),
     (

@@ -19,3 +19,6 @@ os.environ["GST_PLUGIN_PATH"] = str(ROOT / "plugin")
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return ROOT
+
+
+from streams import broken_files, real_clip, synth_clips  # noqa: E402,F401  (fixtures)
