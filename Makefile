@@ -10,7 +10,7 @@ APT_PACKAGES := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugin
 	gstreamer1.0-python3-plugin-loader python3-venv
 ENV := source scripts/env.sh >/dev/null &&
 
-.PHONY: setup demo test test-all lint env bench clean
+.PHONY: setup demo test lint env bench clean
 
 setup: $(VENV)/.stamp-pip
 
@@ -38,10 +38,7 @@ demo: setup
 	@$(ENV) bash scripts/demo.sh
 
 test: setup
-	@$(ENV) $(PY) -m pytest -q -m "not gpu" tests
-
-test-all: setup
-	@$(ENV) $(PY) -m pytest -q tests
+	@$(ENV) $(PY) -m pytest -q -rs tests
 
 lint: setup
 	$(VENV)/bin/ruff check hcml plugin tests scripts

@@ -21,4 +21,4 @@ def repo_root() -> Path:
     return ROOT
 
 
-from streams import broken_files, real_clip, synth_clips  # noqa: E402,F401  (fixtures)
+from streams import broken_files, real_clip, synth_clips, tiny_card  # noqa: E402,F401  (fixtures)

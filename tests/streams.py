@@ -47,3 +47,18 @@ def broken_files(tmp_path_factory) -> dict[str, Path]:
     files["empty"].write_bytes(b"")
     files["not_video"].write_text("this is a text file, not a video\n" * 50)
     return files
+
+
+@pytest.fixture(scope="session")
+def tiny_card(tmp_path_factory) -> Path:
+    """Card of a randomly initialised hcml_tiny (T=8, 112x112) exported to ONNX (clip + step)."""
+    import torch
+
+    from hcml.export.onnx_export import export_model
+    from hcml.export.reference import randomize_
+    from hcml.model import create_model
+
+    torch.manual_seed(0)
+    model = randomize_(create_model("hcml_tiny", frames=8), 0)
+    card = export_model(model, tmp_path_factory.mktemp("tiny"), "tiny_random_t8", window=8)
+    return card.path

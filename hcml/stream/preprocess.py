@@ -1,0 +1,98 @@
+"""Raw video frames -> model input: format conversion, resize and normalisation.
+
+``frame_to_rgb`` turns a mapped GStreamer buffer (RGB, RGBA, BGRx, BGRA, I420, NV12, with the
+plane strides and offsets from its ``GstVideoInfo``) into an RGB view [H, W, 3] uint8 without
+copying where the layout allows. ``Preprocessor`` resizes on the model's device (torch,
+bilinear with antialiasing) and normalises with the card's mean/std: [3, h, w] float32.
+YUV uses BT.601 limited range, what ``videoconvert`` uses for SD video.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["FORMATS", "Preprocessor", "frame_to_rgb"]
+
+# format -> (bytes per pixel of plane 0, channel indices of R, G, B) for packed formats
+_PACKED = {"RGB": (3, (0, 1, 2)), "RGBA": (4, (0, 1, 2)), "RGBx": (4, (0, 1, 2)),
+           "BGRx": (4, (2, 1, 0)), "BGRA": (4, (2, 1, 0)), "BGR": (3, (2, 1, 0))}  # fmt: skip
+FORMATS = (*_PACKED, "I420", "NV12")
+
+
+def _plane(data: np.ndarray, offset: int, stride: int, rows: int, cols: int) -> np.ndarray:
+    return np.lib.stride_tricks.as_strided(
+        data[offset:], shape=(rows, cols), strides=(stride, 1), writeable=False
+    )
+
+
+def _yuv_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """BT.601 limited range; u, v at half resolution: -> [H, W, 3] uint8."""
+    h, w = y.shape
+    u = np.repeat(np.repeat(u, 2, 0), 2, 1)[:h, :w].astype(np.float32) - 128.0
+    v = np.repeat(np.repeat(v, 2, 0), 2, 1)[:h, :w].astype(np.float32) - 128.0
+    c = 1.164 * (y.astype(np.float32) - 16.0)
+    rgb = np.stack([c + 1.596 * v, c - 0.392 * u - 0.813 * v, c + 2.017 * u], axis=-1)
+    return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
+
+
+def frame_to_rgb(
+    data: np.ndarray,
+    fmt: str,
+    width: int,
+    height: int,
+    strides: Sequence[int] | None = None,
+    offsets: Sequence[int] | None = None,
+) -> np.ndarray:
+    """A mapped frame (flat uint8) -> RGB [H, W, 3] uint8 (a strided view for packed RGB)."""
+    data = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data
+    if fmt in _PACKED:
+        bpp, (r, g, b) = _PACKED[fmt]
+        stride = strides[0] if strides else width * bpp
+        offset = offsets[0] if offsets else 0
+        pixels = np.lib.stride_tricks.as_strided(
+            data[offset:], shape=(height, width, bpp), strides=(stride, bpp, 1), writeable=False
+        )
+        return pixels if (r, g, b) == (0, 1, 2) and bpp == 3 else pixels[..., [r, g, b]]
+    ch, cw = (height + 1) // 2, (width + 1) // 2
+    if fmt == "I420":
+        strides = strides or (width, cw, cw)
+        offsets = offsets or (0, width * height, width * height + cw * ch)
+        y = _plane(data, offsets[0], strides[0], height, width)
+        u = _plane(data, offsets[1], strides[1], ch, cw)
+        v = _plane(data, offsets[2], strides[2], ch, cw)
+        return _yuv_to_rgb(y, u, v)
+    if fmt == "NV12":
+        strides = strides or (width, 2 * cw)
+        offsets = offsets or (0, width * height)
+        y = _plane(data, offsets[0], strides[0], height, width)
+        uv = _plane(data, offsets[1], strides[1], ch, 2 * cw)
+        return _yuv_to_rgb(y, uv[:, 0::2], uv[:, 1::2])
+    raise ValueError(f"unsupported video format {fmt!r}; supported: {', '.join(FORMATS)}")
+
+
+class Preprocessor:
+    """RGB uint8 [H, W, 3] (numpy or torch) -> normalised float32 [3, h, w] on ``device``."""
+
+    def __init__(
+        self,
+        size: Sequence[int],
+        mean: Sequence[float],
+        std: Sequence[float],
+        device: str | torch.device = "cpu",
+    ):
+        self.size = (int(size[0]), int(size[1]))
+        self.device = torch.device(device)
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(3, 1, 1)
+
+    @torch.inference_mode()
+    def __call__(self, rgb: np.ndarray | torch.Tensor) -> torch.Tensor:
+        x = torch.as_tensor(np.ascontiguousarray(rgb) if isinstance(rgb, np.ndarray) else rgb)
+        x = x.to(self.device, non_blocking=True).permute(2, 0, 1).float().div_(255.0)
+        if tuple(x.shape[-2:]) != self.size:
+            x = F.interpolate(x[None], size=self.size, mode="bilinear", antialias=True)[0]
+        return (x - self.mean) / self.std
