@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -14,6 +15,11 @@ ROOT = Path(__file__).resolve().parents[1]
 _REGISTRY_DIR = tempfile.mkdtemp(prefix="hcml-gst-registry-")
 os.environ["GST_REGISTRY"] = os.path.join(_REGISTRY_DIR, "registry.bin")
 os.environ["GST_PLUGIN_PATH"] = str(ROOT / "plugin")
+# The plugin scanner embeds the system Python: it must see the venv's packages and hcml.
+_site = sysconfig.get_paths()["purelib"]
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [_site, str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+)
 
 
 @pytest.fixture(scope="session")

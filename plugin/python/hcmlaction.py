@@ -1,0 +1,291 @@
+"""hcmlaction: motion-aware action classification inline in a GStreamer pipeline.
+
+A thin in-place transform: it maps each buffer, hands the frame to ``hcml.stream.StreamEngine``
+and attaches what comes back, as (1) an element message ``hcml-action`` on the bus, (2) a custom
+GstMeta ``HcmlActionMeta`` on the buffer, (3) a JSON line in the ``events`` file and (4) with
+DeepStream, an NvDsClassifierMeta. Frames are never copied or held back.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstBase", "1.0")
+gi.require_version("GstVideo", "1.0")
+from gi.repository import GLib, GObject, Gst, GstBase, GstVideo  # noqa: E402
+
+from hcml.stream.engine import StreamEngine  # noqa: E402
+from hcml.stream.preprocess import Preprocessor, frame_to_rgb  # noqa: E402
+
+META_NAME = "HcmlActionMeta"
+FORMATS = "{ RGB, RGBA, RGBx, BGRx, BGRA, BGR, I420, NV12 }"
+CAPS = Gst.Caps.from_string(
+    f"video/x-raw, format=(string){FORMATS}, width=(int)[ 16, 8192 ], height=(int)[ 16, 8192 ]"
+)
+_G_TYPE_INT, _G_TYPE_INT64, _G_TYPE_DOUBLE, _G_TYPE_STRING = 24, 40, 60, 64
+
+if not Gst.Meta.get_info(META_NAME):
+    Gst.Meta.register_custom(META_NAME, [], None, None)
+_libgst = ctypes.CDLL("libgstreamer-1.0.so.0")
+_libgst.gst_structure_set.restype = None
+_libgst.gst_structure_get_name.restype = ctypes.c_char_p
+_libgst.gst_structure_get_name.argtypes = [ctypes.c_void_p]
+
+
+def _struct_pointer(meta) -> int | None:
+    """The GstStructure* inside a GstCustomMeta (PyGObject returns copies of it)."""
+    meta_ptr = ctypes.c_void_p.from_address(id(meta) + 16).value  # PyGPointer's C pointer
+    if not meta_ptr:
+        return None
+    struct_ptr = ctypes.c_void_p.from_address(meta_ptr + 16).value  # GstCustomMeta.structure
+    if not struct_ptr or _libgst.gst_structure_get_name(struct_ptr) != META_NAME.encode():
+        return None
+    return struct_ptr
+
+
+def attach_meta(buf: Gst.Buffer, pred) -> bool:
+    """Write a prediction into a ``HcmlActionMeta`` on ``buf``; False if it cannot."""
+    meta = buf.add_custom_meta(META_NAME)
+    ptr = _struct_pointer(meta) if meta is not None else None
+    if ptr is None:
+        return False
+    topk = ";".join(f"{label}:{score:.6f}" for label, score in pred.topk)
+    _libgst.gst_structure_set(
+        ctypes.c_void_p(ptr),
+        b"stream", ctypes.c_size_t(_G_TYPE_STRING), pred.stream.encode(),
+        b"pts", ctypes.c_size_t(_G_TYPE_INT64), ctypes.c_int64(pred.pts),
+        b"window-start-pts", ctypes.c_size_t(_G_TYPE_INT64), ctypes.c_int64(pred.window_start_pts),
+        b"window-end-pts", ctypes.c_size_t(_G_TYPE_INT64), ctypes.c_int64(pred.window_end_pts),
+        b"label", ctypes.c_size_t(_G_TYPE_STRING), pred.label.encode(),
+        b"class-id", ctypes.c_size_t(_G_TYPE_INT), ctypes.c_int(pred.class_id),
+        b"score", ctypes.c_size_t(_G_TYPE_DOUBLE), ctypes.c_double(pred.score),
+        b"topk", ctypes.c_size_t(_G_TYPE_STRING), topk.encode(),
+        None,
+    )  # fmt: skip
+    return True
+
+
+def _prop(kind, nick, blurb, *rest):
+    return (kind, nick, blurb, *rest, GObject.ParamFlags.READWRITE)
+
+
+class HcmlAction(GstBase.BaseTransform):
+    __gstmetadata__ = (
+        "HCML action recognition",
+        "Filter/Analyzer/Video",
+        "Classifies motion over a sliding window of frames (HCML) and attaches the result as "
+        "bus messages, buffer meta and JSON-lines events; frames pass through untouched",
+        "hcml developers",
+    )
+    __gsttemplates__ = (
+        Gst.PadTemplate.new("src", Gst.PadDirection.SRC, Gst.PadPresence.ALWAYS, CAPS),
+        Gst.PadTemplate.new("sink", Gst.PadDirection.SINK, Gst.PadPresence.ALWAYS, CAPS),
+    )
+    __gproperties__ = PROPERTIES = {
+        "model": _prop(str, "Model", "Model card (.json), ONNX file with its card, or a "
+                       "checkpoint (.pt, torch backend)", None),
+        "backend": _prop(str, "Backend", "Inference engine: auto, onnxruntime, torch or tensorrt",
+                         "auto"),
+        "device": _prop(str, "Device", "cpu, cuda or cuda:N", "cpu"),
+        "window": _prop(int, "Window", "Frames per prediction (0 = the model card's window)",
+                        0, 1024, 0),
+        "stride": _prop(int, "Stride", "Emit a prediction every N frames once a window is full",
+                        1, 100000, 1),
+        "frame-step": _prop(int, "Frame step", "Sample every N-th frame (0 = the model card's)",
+                            0, 1000, 0),
+        "top-k": _prop(int, "Top-k", "How many (label, score) pairs each prediction lists",
+                       1, 1000, 5),
+        "threshold": _prop(float, "Threshold", "Predictions whose score is below this are not "
+                           "emitted", 0.0, 1.0, 0.0),
+        "smoothing": _prop(float, "Smoothing", "EMA weight of past probabilities (0 = off)",
+                           0.0, 0.99, 0.0),
+        "hysteresis": _prop(int, "Hysteresis", "A new label must win this many predictions in a "
+                            "row before it replaces the current one (1 = off)", 1, 1000, 1),
+        "mode": _prop(str, "Mode", "sync: inference on the streaming thread (deterministic); "
+                      "async: on a worker, newest window wins, frames never wait", "sync"),
+        "incremental": _prop(bool, "Incremental", "Use the exact step graph (cost flat in the "
+                             "window) when the model has one", True),
+        "events": _prop(str, "Events", "Append one JSON line per prediction to this file "
+                        "(or fd:N)", None),
+        "labels": _prop(str, "Labels", "Override label names: a labels file or a "
+                        "';'-separated list (must match the model's class count)", None),
+        "silent": _prop(bool, "Silent", "Do not post hcml-action bus messages", False),
+        "on-error": _prop(str, "On error", "warn: post a warning and keep passing frames; "
+                          "fail: post an error", "warn"),
+    }  # fmt: skip
+
+    def __init__(self):
+        super().__init__()
+        self.set_in_place(True)
+        self.set_passthrough(False)
+        self.props_ = {name.replace("-", "_"): spec[-2] for name, spec in self.PROPERTIES.items()}
+        self.engine: StreamEngine | None = None
+        self.preprocess: Preprocessor | None = None
+        self.info: GstVideo.VideoInfo | None = None
+        self.stream_id = "0"
+        self.stream_caps: dict[str, tuple] = {}
+        self.events = None
+
+    # ------------------------------------------------------------------ properties
+    def do_get_property(self, prop):
+        return self.props_[prop.name.replace("-", "_")]
+
+    def do_set_property(self, prop, value):
+        name = prop.name.replace("-", "_")
+        if name == "mode" and value not in ("sync", "async"):
+            raise ValueError(f"hcmlaction: mode must be sync or async, got {value!r}")
+        if name == "on_error" and value not in ("warn", "fail"):
+            raise ValueError(f"hcmlaction: on-error must be warn or fail, got {value!r}")
+        self.props_[name] = value
+
+    # ------------------------------------------------------------------ lifecycle
+    def _fail(self, message: str, debug: str = "") -> bool:
+        err = GLib.Error.new_literal(Gst.ResourceError.quark(), message, Gst.ResourceError.SETTINGS)
+        self.post_message(Gst.Message.new_error(self, err, debug or message))
+        return False
+
+    def do_start(self) -> bool:
+        from hcml.backends import load_backend
+
+        p = self.props_
+        if not p["model"]:
+            return self._fail("hcmlaction: no model set; set model=<card.json>")
+        try:
+            backend = load_backend(p["model"], backend=p["backend"], device=p["device"])
+            labels = _read_labels(p["labels"]) if p["labels"] else None
+            self.engine = StreamEngine(
+                backend,
+                window=p["window"] or None,
+                stride=p["stride"],
+                frame_step=p["frame_step"] or None,
+                incremental=None if p["incremental"] else False,
+                top_k=p["top_k"],
+                threshold=p["threshold"],
+                smoothing=p["smoothing"],
+                hysteresis=p["hysteresis"],
+                mode=p["mode"],
+                labels=labels,
+                device=p["device"],
+            )
+            card = backend.card
+            self.preprocess = Preprocessor(card.input_size, card.mean, card.std, p["device"])
+            self.events = _open_events(p["events"]) if p["events"] else None
+        except Exception as err:  # noqa: BLE001 - every cause becomes a named bus error
+            return self._fail(f"hcmlaction: cannot load model {p['model']}: {err}", repr(err))
+        Gst.info(f"hcmlaction: {backend.describe()}")
+        return True
+
+    def do_stop(self) -> bool:
+        if self.engine is not None:
+            self.engine.close()
+        if self.events is not None:
+            self.events.close()
+        self.engine = self.preprocess = self.events = None
+        return True
+
+    def do_set_caps(self, incaps: Gst.Caps, outcaps: Gst.Caps) -> bool:
+        info = GstVideo.VideoInfo.new_from_caps(incaps)
+        if info is None:
+            return False
+        self.info = info
+        shape = (info.width, info.height, info.finfo.name)
+        previous = self.stream_caps.get(self.stream_id)
+        self.stream_caps[self.stream_id] = shape
+        if previous is not None and previous != shape and self.engine is not None:
+            self.engine.reset(self.stream_id)  # never mix two resolutions in one window
+        return True
+
+    def do_sink_event(self, event: Gst.Event) -> bool:
+        if self.engine is not None:
+            kind = event.type
+            if kind == Gst.EventType.STREAM_START:  # funnel re-sends it on every switch
+                self.stream_id = event.parse_stream_start() or "0"
+            elif kind == Gst.EventType.FLUSH_STOP:  # a flush cuts every stream's window
+                for sid in list(self.engine.streams):
+                    self.engine.reset(sid)
+            elif kind == Gst.EventType.EOS:
+                self._emit(None, self.engine.drain())
+                for sid in list(self.engine.streams):
+                    self.engine.remove(sid)
+                self.stream_caps.clear()
+        return GstBase.BaseTransform.do_sink_event(self, event)
+
+    # ------------------------------------------------------------------ the hot path
+    def do_transform_ip(self, buf: Gst.Buffer) -> Gst.FlowReturn:
+        if self.engine is None or self.info is None:
+            return Gst.FlowReturn.OK
+        if buf.has_flags(Gst.BufferFlags.DISCONT) and buf.offset not in (0, Gst.BUFFER_OFFSET_NONE):
+            self.engine.reset(self.stream_id)
+        try:
+            ok, mapinfo = buf.map(Gst.MapFlags.READ)
+            if not ok:
+                return Gst.FlowReturn.OK
+            try:
+                info = self.info
+                rgb = frame_to_rgb(
+                    mapinfo.data, info.finfo.name, info.width, info.height,
+                    list(info.stride)[: info.finfo.n_planes],
+                    list(info.offset)[: info.finfo.n_planes],
+                )  # fmt: skip
+                frame = self.preprocess(rgb)
+            finally:
+                buf.unmap(mapinfo)
+            preds = self.engine.push(self.stream_id, frame, int(buf.pts))
+        except Exception as err:  # noqa: BLE001 - reported on the bus, frames keep flowing
+            return self._report(err)
+        self._emit(buf, preds)
+        return Gst.FlowReturn.OK
+
+    def _report(self, err: Exception) -> Gst.FlowReturn:
+        text = f"hcmlaction: inference failed: {err}"
+        if self.props_["on_error"] == "fail":
+            self._fail(text, repr(err))
+            return Gst.FlowReturn.ERROR
+        gerr = GLib.Error.new_literal(Gst.StreamError.quark(), text, Gst.StreamError.FAILED)
+        self.post_message(Gst.Message.new_warning(self, gerr, repr(err)))
+        return Gst.FlowReturn.OK
+
+    def _emit(self, buf: Gst.Buffer | None, preds) -> None:
+        for pred in preds:
+            if buf is not None:
+                attach_meta(buf, pred)
+            if not self.props_["silent"]:
+                s = Gst.Structure.new_empty("hcml-action")
+                s.set_value("stream", pred.stream)
+                s.set_value("pts", GObject.Value(GObject.TYPE_UINT64, pred.pts))
+                s.set_value(
+                    "window-start-pts", GObject.Value(GObject.TYPE_UINT64, pred.window_start_pts)
+                )
+                s.set_value(
+                    "window-end-pts", GObject.Value(GObject.TYPE_UINT64, pred.window_end_pts)
+                )
+                s.set_value("label", pred.label)
+                s.set_value("class-id", pred.class_id)
+                s.set_value("score", pred.score)
+                s.set_value("topk", ";".join(f"{lb}:{sc:.6f}" for lb, sc in pred.topk))
+                self.post_message(Gst.Message.new_element(self, s))
+            if self.events is not None:
+                self.events.write(pred.to_json() + "\n")
+                self.events.flush()
+
+
+def _read_labels(value: str) -> list[str]:
+    if os.path.isfile(value):
+        text = Path(value).read_text().strip()
+        return [x.strip() for x in (text.split(";") if ";" in text else text.splitlines())]
+    return [x.strip() for x in value.split(";") if x.strip()]
+
+
+def _open_events(target: str):
+    if target.startswith("fd:"):
+        return os.fdopen(int(target[3:]), "a", buffering=1, closefd=False)
+    return open(target, "a", buffering=1)
+
+
+GObject.type_register(HcmlAction)
+__gstelementfactory__ = ("hcmlaction", Gst.Rank.NONE, HcmlAction)
