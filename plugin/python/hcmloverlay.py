@@ -1,0 +1,90 @@
+"""hcmloverlay: draws hcmlaction's label, score bar and a motion picture on the video, in place.
+
+Put it after ``hcmlaction`` (and after ``videoconvert`` if upstream is YUV); it reads the
+``HcmlActionMeta`` that hcmlaction attaches and keeps the last label until the next one.
+"""
+
+from __future__ import annotations
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstBase", "1.0")
+gi.require_version("GstVideo", "1.0")
+from gi.repository import GObject, Gst, GstBase, GstVideo  # noqa: E402
+
+from hcml.stream.overlay import OverlayPainter  # noqa: E402
+
+_CHANNELS = {"RGB": (3, (0, 1, 2)), "RGBA": (4, (0, 1, 2)), "RGBx": (4, (0, 1, 2)),
+             "BGR": (3, (2, 1, 0)), "BGRx": (4, (2, 1, 0)), "BGRA": (4, (2, 1, 0))}  # fmt: skip
+CAPS = Gst.Caps.from_string(
+    "video/x-raw, format=(string){ RGB, RGBA, RGBx, BGR, BGRx, BGRA }, "
+    "width=(int)[ 16, 8192 ], height=(int)[ 16, 8192 ]"
+)
+
+
+class HcmlOverlay(GstBase.BaseTransform):
+    __gstmetadata__ = (
+        "HCML action overlay",
+        "Filter/Effect/Video",
+        "Draws hcmlaction's label, a score bar and a motion-energy picture on the frame",
+        "hcml developers",
+    )
+    __gsttemplates__ = (
+        Gst.PadTemplate.new("src", Gst.PadDirection.SRC, Gst.PadPresence.ALWAYS, CAPS),
+        Gst.PadTemplate.new("sink", Gst.PadDirection.SINK, Gst.PadPresence.ALWAYS, CAPS),
+    )
+    __gproperties__ = {
+        "motion": (bool, "Motion picture", "Draw the motion-energy thumbnail (top right)", True,
+                   GObject.ParamFlags.READWRITE),
+    }  # fmt: skip
+
+    def __init__(self):
+        super().__init__()
+        self.set_in_place(True)
+        self.set_passthrough(False)
+        self.motion = True
+        self.info = None
+        self.painter: OverlayPainter | None = None
+        self.label: str | None = None
+        self.score = 0.0
+
+    def do_get_property(self, prop):
+        return self.motion
+
+    def do_set_property(self, prop, value):
+        self.motion = value
+
+    def do_set_caps(self, incaps, outcaps):
+        self.info = GstVideo.VideoInfo.new_from_caps(incaps)
+        _, rgb = _CHANNELS[self.info.finfo.name]
+        self.painter = OverlayPainter(channels_rgb=rgb)
+        return True
+
+    def do_transform_ip(self, buf: Gst.Buffer) -> Gst.FlowReturn:
+        import numpy as np
+
+        meta = buf.get_custom_meta("HcmlActionMeta")
+        if meta is not None:
+            s = meta.get_structure()
+            self.label, self.score = s.get_value("label"), s.get_value("score")
+        info = self.info
+        bpp, _ = _CHANNELS[info.finfo.name]
+        ok, mapinfo = buf.map(Gst.MapFlags.READ | Gst.MapFlags.WRITE)
+        if not ok:
+            return Gst.FlowReturn.OK
+        try:
+            data = np.frombuffer(mapinfo.data, dtype=np.uint8)
+            frame = np.lib.stride_tricks.as_strided(
+                data[info.offset[0] :],
+                shape=(info.height, info.width, bpp),
+                strides=(info.stride[0], bpp, 1),
+            )
+            self.painter.paint(frame, self.label, self.score, motion=self.motion)
+        finally:
+            buf.unmap(mapinfo)
+        return Gst.FlowReturn.OK
+
+
+GObject.type_register(HcmlOverlay)
+__gstelementfactory__ = ("hcmloverlay", Gst.Rank.NONE, HcmlOverlay)
