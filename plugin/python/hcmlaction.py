@@ -19,13 +19,17 @@ gi.require_version("GstBase", "1.0")
 gi.require_version("GstVideo", "1.0")
 from gi.repository import GLib, GObject, Gst, GstBase, GstVideo  # noqa: E402
 
+from hcml.stream import deepstream  # noqa: E402
 from hcml.stream.engine import StreamEngine  # noqa: E402
 from hcml.stream.preprocess import Preprocessor, frame_to_rgb  # noqa: E402
 
 META_NAME = "HcmlActionMeta"
 FORMATS = "{ RGB, RGBA, RGBx, BGRx, BGRA, BGR, I420, NV12 }"
+_SIZE = "width=(int)[ 16, 8192 ], height=(int)[ 16, 8192 ]"
 CAPS = Gst.Caps.from_string(
-    f"video/x-raw, format=(string){FORMATS}, width=(int)[ 16, 8192 ], height=(int)[ 16, 8192 ]"
+    f"video/x-raw, format=(string){FORMATS}, {_SIZE}"
+    # With DeepStream, batched NVMM RGBA surfaces are read on the GPU (no host copy).
+    + (f"; video/x-raw(memory:NVMM), format=(string)RGBA, {_SIZE}" if deepstream.AVAILABLE else "")
 )
 _G_TYPE_INT, _G_TYPE_INT64, _G_TYPE_DOUBLE, _G_TYPE_STRING = 24, 40, 60, 64
 
@@ -129,6 +133,7 @@ class HcmlAction(GstBase.BaseTransform):
         self.info: GstVideo.VideoInfo | None = None
         self.stream_id = "0"
         self.stream_caps: dict[str, tuple] = {}
+        self.nvmm = False
         self.events = None
 
     # ------------------------------------------------------------------ properties
@@ -193,6 +198,8 @@ class HcmlAction(GstBase.BaseTransform):
         if info is None:
             return False
         self.info = info
+        features = incaps.get_features(0)
+        self.nvmm = features is not None and features.contains("memory:NVMM")
         shape = (info.width, info.height, info.finfo.name)
         previous = self.stream_caps.get(self.stream_id)
         self.stream_caps[self.stream_id] = shape
@@ -219,7 +226,9 @@ class HcmlAction(GstBase.BaseTransform):
     def do_transform_ip(self, buf: Gst.Buffer) -> Gst.FlowReturn:
         if self.engine is None or self.info is None:
             return Gst.FlowReturn.OK
-        if buf.has_flags(Gst.BufferFlags.DISCONT) and buf.offset not in (0, Gst.BUFFER_OFFSET_NONE):
+        if self.nvmm:
+            return self._transform_batch(buf)
+        if buf.has_flags(Gst.BufferFlags.DISCONT):  # a gap: the window would not be contiguous
             self.engine.reset(self.stream_id)
         try:
             ok, mapinfo = buf.map(Gst.MapFlags.READ)
@@ -239,6 +248,22 @@ class HcmlAction(GstBase.BaseTransform):
         except Exception as err:  # noqa: BLE001 - reported on the bus, frames keep flowing
             return self._report(err)
         self._emit(buf, preds)
+        return Gst.FlowReturn.OK
+
+    def _transform_batch(self, buf: Gst.Buffer) -> Gst.FlowReturn:
+        """DeepStream: one stream per source id, frames read on the GPU, classifier meta out."""
+        try:
+            for batch_meta, frame_meta, rgba in deepstream.batch_frames(hash(buf)):
+                stream = f"source-{frame_meta.source_id}"
+                frame = self.preprocess(rgba[..., :3])
+                preds = self.engine.push(stream, frame, int(frame_meta.buf_pts))
+                for pred in preds:
+                    deepstream.attach_classifier_meta(
+                        batch_meta, frame_meta, pred.label, pred.class_id, pred.score
+                    )
+                self._emit(buf, preds)
+        except Exception as err:  # noqa: BLE001 - reported on the bus, frames keep flowing
+            return self._report(err)
         return Gst.FlowReturn.OK
 
     def _report(self, err: Exception) -> Gst.FlowReturn:
