@@ -165,3 +165,16 @@ def test_100_start_stop_cycles_do_not_grow_memory(tiny_card):
     assert all(r.eos and len(r.messages) == 3 for r in runs)
     growth = runs[99].rss_kib - runs[19].rss_kib
     assert growth < 50 * 1024, f"peak RSS grew {growth} KiB over 80 start/stop cycles"
+
+
+def test_shipped_model_labels_match_the_clip_class(synth_clips, repo_root, tmp_path):
+    cards = sorted((repo_root / "engines").glob("*.json"))
+    if not cards:
+        pytest.skip("no shipped model card in engines/ yet (training, issue #5)")
+    jobs = [_job(synth_clips / n / f"{n}_0000.mp4", cards[0], tmp_path / f"{n}.jsonl", "stride=16")
+            for n in LABELS]  # fmt: skip
+    runs = run_pipelines(jobs)
+    right = sum(
+        run.events and run.events[-1]["label"] == n for run, n in zip(runs, LABELS, strict=True)
+    )
+    assert right >= 0.9 * len(LABELS)

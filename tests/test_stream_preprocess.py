@@ -1,0 +1,60 @@
+"""Raw frame formats -> RGB -> model input, against slow reference conversions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from hcml.stream.preprocess import Preprocessor, frame_to_rgb
+
+
+def _rgb_to_yuv601(rgb: np.ndarray):
+    """Reference BT.601 limited-range RGB -> (Y [H, W], U, V [H/2, W/2]) with 2x2 chroma means."""
+    r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
+    y = 16 + 0.257 * r + 0.504 * g + 0.098 * b
+    u = 128 - 0.148 * r - 0.291 * g + 0.439 * b
+    v = 128 + 0.439 * r - 0.368 * g - 0.071 * b
+    h, w = y.shape
+    sub = lambda c: c.reshape(h // 2, 2, w // 2, 2).mean((1, 3))
+    q = lambda c: np.clip(np.rint(c), 0, 255).astype(np.uint8)
+    return q(y), q(sub(u)), q(sub(v))
+
+
+@pytest.fixture
+def smooth_rgb() -> np.ndarray:
+    yy, xx = np.mgrid[0:48, 0:64]
+    return np.stack([xx * 3, yy * 4, 255 - xx * 2], -1).clip(0, 255).astype(np.uint8)
+
+
+def test_packed_formats_with_row_padding(smooth_rgb):
+    h, w, _ = smooth_rgb.shape
+    stride = w * 4 + 16  # padded rows, as GStreamer may allocate
+    for fmt, order in (("RGBA", (0, 1, 2)), ("BGRx", (2, 1, 0))):
+        buf = np.zeros((h, stride), np.uint8)
+        px = buf[:, : w * 4].reshape(h, w, 4)
+        px[..., list(order)] = smooth_rgb
+        out = frame_to_rgb(buf.reshape(-1), fmt, w, h, [stride], [0])
+        np.testing.assert_array_equal(out, smooth_rgb)
+
+
+def test_i420_and_nv12_match_the_reference(smooth_rgb):
+    h, w, _ = smooth_rgb.shape
+    y, u, v = _rgb_to_yuv601(smooth_rgb)
+    i420 = np.concatenate([y.ravel(), u.ravel(), v.ravel()])
+    nv12 = np.concatenate([y.ravel(), np.stack([u, v], -1).ravel()])
+    for fmt, data in (("I420", i420), ("NV12", nv12)):
+        out = frame_to_rgb(data, fmt, w, h).astype(int)
+        assert np.abs(out - smooth_rgb.astype(int)).mean() < 3.0, fmt
+
+
+def test_unknown_format_is_named():
+    with pytest.raises(ValueError, match="unsupported video format 'YUY2'"):
+        frame_to_rgb(np.zeros(32, np.uint8), "YUY2", 4, 4)
+
+
+def test_preprocessor_resizes_and_normalises():
+    pre = Preprocessor((8, 8), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    x = pre(np.full((32, 16, 3), 255, np.uint8))
+    assert x.shape == (3, 8, 8) and x.dtype == torch.float32
+    torch.testing.assert_close(x, torch.full((3, 8, 8), 2.0))
