@@ -1,6 +1,11 @@
 """hcml: motion-aware action recognition inline in live video pipelines."""
 
+from pathlib import Path
+
 from hcml.labels import LABELS
 
 __version__ = "0.1.0"
-__all__ = ["LABELS", "__version__"]
+__all__ = ["DEFAULT_CARD", "LABELS", "__version__"]
+
+# The shipped default model (trained by training/default.yaml, exported by hcml export).
+DEFAULT_CARD = Path(__file__).resolve().parents[1] / "engines" / "hcml_tiny_motion.json"

@@ -13,8 +13,13 @@ import sys
 # (name, module implementing it or None while not written yet, one-line help, issue for pointers)
 SUBCOMMANDS: list[tuple[str, str | None, str, str]] = [
     ("synth", "hcml.data.synth_cli", "render the synthetic motion benchmark to video files", "#3"),
-    ("train", None, "train a model from a recipe in training/ (flow, progressive, joint)", "#5"),
-    ("eval", None, "evaluate a checkpoint or model card on a dataset", "#5"),
+    (
+        "train",
+        "hcml.training.cli",
+        "train a model from a recipe in training/ (flow, progressive, joint)",
+        "#5",
+    ),
+    ("eval", "hcml.training.eval_cli", "evaluate a checkpoint or model card on a dataset", "#5"),
     (
         "export",
         "hcml.export.cli_export",
@@ -27,7 +32,12 @@ SUBCOMMANDS: list[tuple[str, str | None, str, str]] = [
         "build TensorRT plans for a model card (NVIDIA GPU)",
         "#6",
     ),
-    ("run", None, "run hcmlaction on a file, URI, camera, RTP port or pipeline file", "#8"),
+    (
+        "run",
+        "hcml.stream.run_cli",
+        "run hcmlaction on a file, URI, camera, RTP port or pipeline file",
+        "#8",
+    ),
     (
         "bench",
         "hcml.bench",
@@ -35,6 +45,17 @@ SUBCOMMANDS: list[tuple[str, str | None, str, str]] = [
         "#9",
     ),
 ]
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the command docstrings' own layout; shows defaults only where there is one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False, argparse.SUPPRESS) or "%(default)" in (
+            action.help or ""
+        ):
+            return action.help or ""
+        return super()._get_help_string(action)
 
 
 def _not_implemented(name: str, issue: str):
@@ -70,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
             name,
             help=help_text,
             description=(module.__doc__ or help_text).strip(),
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            formatter_class=_HelpFormatter,
         )
         module.add_arguments(p)
         p.set_defaults(func=module.run)

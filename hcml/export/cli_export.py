@@ -18,7 +18,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("engines"), help="output folder")
     p.add_argument("--frames", type=int, default=None, help="window T (default: the model's)")
     p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None, help="input size")
-    p.add_argument("--frame-step", type=int, default=1, help="feed every k-th decoded frame")
+    p.add_argument(
+        "--frame-step",
+        type=int,
+        default=None,
+        help="feed every k-th decoded frame (default: the step it was trained with, else 1)",
+    )
     p.add_argument("--labels", type=Path, default=None, help="labels file, one name a line")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17)")
     p.add_argument("--dynamo", action="store_true", help="use the torch.export-based exporter")
@@ -41,7 +46,7 @@ def _checkpoint_extras(path: Path) -> dict:
     if not isinstance(data, dict):
         return {}
     out = {}
-    for key in ("recipe", "metrics", "labels"):
+    for key in ("recipe", "metrics", "labels", "data"):
         if isinstance(data.get(key), dict | list):
             out[key] = data[key]
     return out
@@ -68,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         args.name,
         window=args.frames,
         input_size=tuple(args.size) if args.size else None,
-        frame_step=args.frame_step,
+        frame_step=args.frame_step or int(extras.get("data", {}).get("frame_step", 1)),
         labels=list(labels) if isinstance(labels, list) else None,
         checkpoint=None if args.no_checkpoint else args.checkpoint,
         recipe=extras.get("recipe") if isinstance(extras.get("recipe"), dict) else None,

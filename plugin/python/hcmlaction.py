@@ -19,6 +19,7 @@ gi.require_version("GstBase", "1.0")
 gi.require_version("GstVideo", "1.0")
 from gi.repository import GLib, GObject, Gst, GstBase, GstVideo  # noqa: E402
 
+from hcml import DEFAULT_CARD  # noqa: E402
 from hcml.stream import deepstream  # noqa: E402
 from hcml.stream.engine import StreamEngine  # noqa: E402
 from hcml.stream.preprocess import Preprocessor, frame_to_rgb  # noqa: E402
@@ -92,7 +93,8 @@ class HcmlAction(GstBase.BaseTransform):
     )
     __gproperties__ = PROPERTIES = {
         "model": _prop(str, "Model", "Model card (.json), ONNX file with its card, or a "
-                       "checkpoint (.pt, torch backend)", None),
+                       "checkpoint (.pt, torch backend); unset: the shipped default, "
+                       "engines/hcml_tiny_motion.json", None),
         "backend": _prop(str, "Backend", "Inference engine: auto, onnxruntime, torch or tensorrt",
                          "auto"),
         "device": _prop(str, "Device", "cpu, cuda or cuda:N", "cpu"),
@@ -158,10 +160,14 @@ class HcmlAction(GstBase.BaseTransform):
         from hcml.backends import load_backend
 
         p = self.props_
-        if not p["model"]:
-            return self._fail("hcmlaction: no model set; set model=<card.json>")
+        model = p["model"] or str(DEFAULT_CARD)
+        if not p["model"] and not DEFAULT_CARD.is_file():
+            return self._fail(
+                f"hcmlaction: no model set and no shipped model at {DEFAULT_CARD}; "
+                "set model=<card.json>"
+            )
         try:
-            backend = load_backend(p["model"], backend=p["backend"], device=p["device"])
+            backend = load_backend(model, backend=p["backend"], device=p["device"])
             labels = _read_labels(p["labels"]) if p["labels"] else None
             self.engine = StreamEngine(
                 backend,
@@ -181,7 +187,7 @@ class HcmlAction(GstBase.BaseTransform):
             self.preprocess = Preprocessor(card.input_size, card.mean, card.std, p["device"])
             self.events = _open_events(p["events"]) if p["events"] else None
         except Exception as err:  # noqa: BLE001 - every cause becomes a named bus error
-            return self._fail(f"hcmlaction: cannot load model {p['model']}: {err}", repr(err))
+            return self._fail(f"hcmlaction: cannot load model {model}: {err}", repr(err))
         Gst.info(f"hcmlaction: {backend.describe()}")
         return True
 

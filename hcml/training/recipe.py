@@ -1,0 +1,238 @@
+"""Training recipes: a YAML file, validated into plain dicts with clear errors.
+
+Schema (every key optional unless marked; unknown keys are errors naming the key)::
+
+    name: str                      # run name (default: the file's stem)
+    seed: int = 0
+    deterministic: bool = false    # torch.use_deterministic_algorithms, no cuDNN benchmark
+    out: str                       # run folder (default runs/<name>); --out overrides
+    model:                         # required
+      name: str                    # required, a hcml.model.list_models() entry
+      frames: int = 16             # T the model is trained (and deployed) with
+      input_size: int | [H, W]     # default: the model's
+      options: {}                  # more create_model overrides (beta, levels, dropout, ...)
+      train: {}                    # side-branch options (hcml.model.registry.TRAIN_DEFAULTS)
+    data:
+      train: synth | {synth: {seed, frames, size, length, cache}} | PATH   # default synth
+                                   # (seed = recipe seed); cache: render `length` clips once,
+                                   # stored at this side (px) in $HCML_CACHE (RenderedClips)
+      val: DATASET SPEC | null     # e.g. "synth:seed=999,clips=4" or a folder / CSV
+      batch_size: int = 8          # per process
+      workers: int = 0
+      frame_step: int = 1
+      sampling: random | uniform | start = random
+      augment: {scale, hflip, brightness, contrast, reverse}
+    optim: {lr, weight_decay, warmup, grad_clip, amp, min_lr}   # defaults for every stage
+    log_every: int = 10
+    ckpt_every: int = 100
+    stages:                        # required, run in order, each from the previous one's weights
+      - type: flow | progressive | joint | supervised     # required
+        steps: int                 # required (progressive: per level)
+        levels: [int]              # progressive only (default: every level with a head)
+        lambda_rec: float = 0.1    # joint
+        gamma: float | {level: float} = 0.1   # joint
+        label_smoothing: float = 0.0          # joint / supervised
+        init: PATH                 # start from this checkpoint instead of the previous stage
+        + any optim key (overrides optim for this stage)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["RecipeError", "load_recipe", "validate_recipe", "STAGE_TYPES", "OPTIM_DEFAULTS"]
+
+STAGE_TYPES = ("flow", "progressive", "joint", "supervised")
+OPTIM_DEFAULTS: dict[str, Any] = {
+    "lr": 1e-3,
+    "weight_decay": 1e-4,
+    "warmup": 0,
+    "grad_clip": 5.0,
+    "amp": True,
+    "min_lr": 0.0,
+}
+_NUM = (int, float)
+
+
+class RecipeError(ValueError):
+    """A recipe that does not validate; the message names the file and the bad key."""
+
+
+def _check(section: dict, allowed: dict[str, Any], where: str) -> dict:
+    if not isinstance(section, dict):
+        raise RecipeError(f"{where}: expected a mapping, got {type(section).__name__}")
+    for key, value in section.items():
+        if key not in allowed:
+            raise RecipeError(
+                f"{where}: unknown key {key!r} (allowed: {', '.join(sorted(allowed))})"
+            )
+        kind = allowed[key]
+        if kind is not None and not isinstance(value, kind):
+            if kind == _NUM and isinstance(value, str):
+                try:
+                    section[key] = float(value)
+                    continue
+                except ValueError:
+                    pass
+            names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+            raise RecipeError(f"{where}.{key}: expected {names}, got {value!r}")
+        if kind == _NUM and isinstance(value, bool):
+            raise RecipeError(f"{where}.{key}: expected a number, got {value!r}")
+    return section
+
+
+def validate_recipe(raw: Any, source: str = "<recipe>") -> dict[str, Any]:
+    """Check ``raw`` (parsed YAML) against the schema and fill defaults; RecipeError if bad."""
+    _check(
+        raw,
+        {
+            "name": str,
+            "seed": int,
+            "deterministic": bool,
+            "out": str,
+            "model": dict,
+            "data": dict,
+            "optim": dict,
+            "log_every": int,
+            "ckpt_every": int,
+            "stages": list,
+            "description": str,
+        },
+        source,
+    )
+    r = dict(raw)
+    if "model" not in r:
+        raise RecipeError(f"{source}: missing required key 'model'")
+    if "stages" not in r or not r["stages"]:
+        raise RecipeError(f"{source}: missing required key 'stages' (a non-empty list)")
+    r.setdefault("name", Path(source).stem)
+    r.setdefault("seed", 0)
+    r.setdefault("deterministic", False)
+    r.setdefault("log_every", 10)
+    r.setdefault("ckpt_every", 100)
+
+    model = _check(
+        dict(r["model"]),
+        {"name": str, "frames": int, "input_size": (int, list), "options": dict, "train": dict},
+        f"{source}: model",
+    )
+    if "name" not in model:
+        raise RecipeError(f"{source}: model: missing required key 'name'")
+    from hcml.model.registry import is_model, list_models
+
+    if not is_model(model["name"]):
+        raise RecipeError(
+            f"{source}: model.name: unknown model {model['name']!r} "
+            f"(known: {', '.join(list_models())})"
+        )
+    model.setdefault("frames", 16)
+    model.setdefault("options", {})
+    model.setdefault("train", {})
+    r["model"] = model
+
+    data = _check(
+        dict(r.get("data", {})),
+        {
+            "train": (str, dict),
+            "val": (str, type(None)),
+            "batch_size": int,
+            "workers": int,
+            "frame_step": int,
+            "sampling": str,
+            "augment": dict,
+        },
+        f"{source}: data",
+    )
+    data.setdefault("train", "synth")
+    data.setdefault("val", None)
+    data.setdefault("batch_size", 8)
+    data.setdefault("workers", 0)
+    data.setdefault("frame_step", 1)
+    data.setdefault("sampling", "random")
+    if data["sampling"] not in ("random", "uniform", "start"):
+        raise RecipeError(
+            f"{source}: data.sampling: {data['sampling']!r} is not random, uniform or start"
+        )
+    data["augment"] = _check(
+        dict(data.get("augment", {})),
+        {"scale": _NUM, "hflip": _NUM, "brightness": _NUM, "contrast": _NUM, "reverse": _NUM},
+        f"{source}: data.augment",
+    )
+    if isinstance(data["train"], dict):
+        _check(data["train"], {"synth": dict}, f"{source}: data.train")
+        _check(
+            data["train"].get("synth", {}),
+            {"seed": int, "frames": int, "size": int, "length": int, "cache": int},
+            f"{source}: data.train.synth",
+        )
+        syn = data["train"].get("synth", {})
+        if "cache" in syn and "length" not in syn:
+            raise RecipeError(
+                f"{source}: data.train.synth.cache needs a finite length (clips to render once)"
+            )
+    r["data"] = data
+
+    optim_keys = {
+        "lr": _NUM,
+        "weight_decay": _NUM,
+        "warmup": int,
+        "grad_clip": _NUM,
+        "amp": bool,
+        "min_lr": _NUM,
+    }
+    optim = dict(OPTIM_DEFAULTS)
+    optim.update(_check(dict(r.get("optim", {})), optim_keys, f"{source}: optim"))
+    r["optim"] = optim
+
+    stages = []
+    for i, st in enumerate(r["stages"]):
+        where = f"{source}: stages[{i}]"
+        st = _check(
+            dict(st) if isinstance(st, dict) else st,
+            {
+                "type": str,
+                "steps": int,
+                "levels": list,
+                "lambda_rec": _NUM,
+                "gamma": (int, float, dict),
+                "label_smoothing": _NUM,
+                "init": str,
+                "name": str,
+                **optim_keys,
+            },
+            where,
+        )
+        if "type" not in st:
+            raise RecipeError(f"{where}: missing required key 'type' ({', '.join(STAGE_TYPES)})")
+        if st["type"] not in STAGE_TYPES:
+            raise RecipeError(f"{where}.type: {st['type']!r} is not one of {STAGE_TYPES}")
+        if "steps" not in st or st["steps"] < 1:
+            raise RecipeError(f"{where}: missing or non-positive required key 'steps'")
+        full = dict(optim)
+        full.update({k: v for k, v in st.items() if k in optim_keys})
+        full.update({k: v for k, v in st.items() if k not in optim_keys})
+        full.setdefault("lambda_rec", 0.1)
+        full.setdefault("gamma", 0.1)
+        full.setdefault("label_smoothing", 0.0)
+        stages.append(full)
+    r["stages"] = stages
+    return r
+
+
+def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate a recipe YAML file."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise RecipeError(f"{path}: not valid YAML: {e}") from e
+    recipe = validate_recipe(raw, str(path))
+    if "name" not in (raw or {}):
+        recipe["name"] = path.stem
+    return recipe

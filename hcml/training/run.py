@@ -1,0 +1,222 @@
+"""Run a recipe: build the model and data, expand the stages into phases, chain them.
+
+Phases: ``flow`` -> one ``progressive-l<l>`` a level -> ``joint`` (or whatever the recipe lists),
+numbered ``NN-<name>`` under the run folder. Each phase starts from the previous phase's
+``final.pt`` (the whole training wrapper: network + flow net + heads), writes ``last.pt`` while
+it runs and ``final.pt`` (an ``hcml-checkpoint/1``, loadable with ``load_model``) at its end.
+The run's ``model.pt`` is a copy of the last phase's ``final.pt``. With ``resume`` the finished
+phases are skipped and the unfinished one continues from its ``last.pt``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hcml.training.recipe import RecipeError
+
+__all__ = ["build_module", "build_datasets", "expand_phases", "run_recipe"]
+
+
+def build_module(recipe: dict[str, Any]) -> torch.nn.Module:
+    """The training wrapper (``HCMLTrainingWrapper``) the recipe's model section describes."""
+    from hcml.model import HCMLTrainingWrapper, create_model
+
+    m = recipe["model"]
+    overrides: dict[str, Any] = dict(m["options"])
+    if "input_size" in m:
+        s = m["input_size"]
+        overrides["input_size"] = (3, s, s) if isinstance(s, int) else (3, *s)
+    if m["train"]:
+        overrides["train"] = dict(m["train"])
+    try:
+        net = create_model(m["name"], frames=m["frames"], **overrides)
+    except (TypeError, ValueError) as e:
+        raise RecipeError(f"model: {e}") from e
+    return HCMLTrainingWrapper(net)
+
+
+def build_datasets(recipe: dict[str, Any], cfg: dict[str, Any]):
+    """(train ClipDataset, its length or None, val ClipDataset or None) for model config cfg."""
+    from hcml.data.datasets import ClipDataset, RenderedClips, SyntheticClips, open_dataset
+    from hcml.data.transforms import ClipAugment
+
+    d = recipe["data"]
+    size = tuple(cfg["input_size"][1:])
+    frames = int(cfg["frames"])
+    train = d["train"]
+    if train == "synth" or isinstance(train, dict):
+        syn = dict(train.get("synth", {})) if isinstance(train, dict) else {}
+        span = (frames - 1) * d["frame_step"] + 1
+        seed, n_frames, side = (
+            syn.get("seed", recipe["seed"]),
+            syn.get("frames", span),
+            syn.get("size", size[0]),
+        )
+        if "cache" in syn:
+            source = RenderedClips(seed, n_frames, side, syn["length"], store_size=syn["cache"])
+        else:
+            source = SyntheticClips(seed, n_frames, side, length=syn.get("length"))
+        n = syn.get("length")
+    else:
+        source = open_dataset(train)
+        n = len(source)
+    labels = source.labels
+    if len(labels) != cfg["num_classes"]:
+        raise RecipeError(
+            f"data.train has {len(labels)} classes but the model has {cfg['num_classes']}"
+        )
+    aug = ClipAugment(size=size, labels=labels, **d["augment"])
+    train_ds = ClipDataset(
+        source,
+        frames,
+        size,
+        cfg["mean"],
+        cfg["std"],
+        d["frame_step"],
+        d["sampling"],
+        aug,
+        base_seed=recipe["seed"],
+    )
+    val_ds = None
+    if d["val"]:
+        vsrc = open_dataset(d["val"], labels=labels)
+        val_ds = ClipDataset(
+            vsrc, frames, size, cfg["mean"], cfg["std"], d["frame_step"], "uniform", None
+        )
+    return train_ds, n, val_ds
+
+
+def expand_phases(recipe: dict[str, Any], module: torch.nn.Module) -> list[dict[str, Any]]:
+    """The recipe's stages as a flat list of phases: {"name", "spec", "level"}."""
+    phases: list[dict[str, Any]] = []
+    for spec in recipe["stages"]:
+        if spec["type"] == "progressive":
+            levels = spec.get("levels") or [int(k) for k in module.heads]
+            if not levels:
+                raise RecipeError("a progressive stage needs contrastive heads (train.contrastive)")
+            for lv in levels:
+                phases.append({"name": f"progressive-l{lv}", "spec": spec, "level": int(lv)})
+        else:
+            phases.append({"name": spec.get("name", spec["type"]), "spec": spec, "level": None})
+    for i, ph in enumerate(phases):
+        ph["dir"] = f"{i + 1:02d}-{ph['name']}"
+    return phases
+
+
+def run_recipe(
+    recipe: dict[str, Any],
+    out: str | os.PathLike,
+    resume: bool = False,
+    device: str = "cpu",
+    stop_after: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train every phase of ``recipe`` into ``out``; returns {phase name: summary}."""
+    from hcml.model.checkpoint import save_checkpoint
+    from hcml.training.evaluate import evaluate_module
+    from hcml.training.stages import make_stage
+    from hcml.training.trainer import PhaseConfig, init_distributed, train_phase
+
+    out = Path(out)
+    dist = init_distributed(device)
+    if device.startswith("cuda") and dist.world > 1:
+        device = f"cuda:{dist.local_rank}"
+        torch.cuda.set_device(device)
+    if recipe["deterministic"]:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    if out.exists() and any(out.iterdir()) and not resume:
+        raise FileExistsError(f"{out} already holds a run: pass --resume, or another --out")
+    if dist.world > 1:
+        torch.distributed.barrier()
+    torch.manual_seed(recipe["seed"])
+    module = build_module(recipe)
+    cfg = module.model.default_cfg
+    train_ds, n, val_ds = build_datasets(recipe, cfg)
+    phases = expand_phases(recipe, module)
+    if dist.main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "recipe.json").write_text(json.dumps(recipe, indent=2, default=str))
+    results: dict[str, Any] = {}
+    prev_final: Path | None = None
+    for i, ph in enumerate(phases):
+        spec = ph["spec"]
+        pdir = out / ph["dir"]
+        final = pdir / "final.pt"
+        if final.is_file():
+            prev_final = final
+            results[ph["name"]] = {"skipped": "finished earlier"}
+            continue
+        init = spec.get("init") if i == 0 or spec.get("init") else None
+        src = Path(init) if init else prev_final
+        if src is not None and not (pdir / "last.pt").is_file():
+            state = torch.load(src, map_location="cpu", weights_only=True)
+            if "wrapper_state" in state:
+                module.load_state_dict(state["wrapper_state"])
+            else:
+                module.model.load_state_dict(state["state_dict"])
+        stage = make_stage(spec, ph["level"])
+        pcfg = PhaseConfig(
+            steps=spec["steps"],
+            batch_size=recipe["data"]["batch_size"],
+            lr=spec["lr"],
+            min_lr=spec["min_lr"],
+            weight_decay=spec["weight_decay"],
+            warmup=spec["warmup"],
+            grad_clip=spec["grad_clip"],
+            amp=spec["amp"],
+            seed=recipe["seed"] + 101 * i,
+            log_every=recipe["log_every"],
+            ckpt_every=recipe["ckpt_every"],
+            workers=recipe["data"]["workers"],
+        )
+        on_end = None
+        if val_ds is not None and stage.classifies:
+
+            def on_end(m, _ds=val_ds):
+                r = evaluate_module(
+                    m.model, _ds, batch_size=recipe["data"]["batch_size"], device=device
+                )
+                return {"val_top1": r["top1"], "val_n": float(r["n"])}
+
+        summary = train_phase(
+            module,
+            stage,
+            train_ds,
+            n,
+            pcfg,
+            pdir,
+            resume=resume,
+            device=device,
+            dist=dist,
+            stop_after=stop_after,
+            on_end=on_end,
+            progress=progress,
+            tag=ph["name"],
+        )
+        results[ph["name"]] = summary
+        if not summary["done"]:
+            return results
+        if dist.main:
+            save_checkpoint(
+                final,
+                module.deployable(),
+                wrapper_state={k: v.detach().cpu() for k, v in module.state_dict().items()},
+                phase=ph["name"],
+                recipe=json.loads(json.dumps(recipe, default=str)),
+                labels=list(train_ds.source.labels),
+                data={"frames": int(cfg["frames"]), "frame_step": recipe["data"]["frame_step"]},
+                metrics={k: v for k, v in summary.items() if k.startswith("val_")},
+            )
+        if dist.world > 1:
+            torch.distributed.barrier()
+        prev_final = final
+    if dist.main and prev_final is not None:
+        shutil.copyfile(prev_final, out / "model.pt")
+    return results
