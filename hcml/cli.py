@@ -21,6 +21,12 @@ SUBCOMMANDS: list[tuple[str, str | None, str, str]] = [
     ),
     ("eval", "hcml.training.eval_cli", "evaluate a checkpoint or model card on a dataset", "#5"),
     (
+        "eval-flow",
+        "hcml.training.flow_eval",
+        "end-point error of a checkpoint's P^0 flow net against ground-truth synthetic flow",
+        "#5",
+    ),
+    (
         "export",
         "hcml.export.cli_export",
         "export a checkpoint to ONNX clip + step graphs and a model card",

@@ -75,7 +75,7 @@ class MotionFusion(nn.Module):
         beta: int = 4,
         max_displacement: int = 6,
         stride: int = 2,
-        zero_init: bool = True,
+        zero_init: bool = False,
         impl: Impl = "auto",
     ):
         super().__init__()

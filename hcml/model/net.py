@@ -92,7 +92,7 @@ class HCMLNet(nn.Module):
                     beta=int(cfg["beta"]),
                     max_displacement=int(cfg["max_displacement"]),
                     stride=int(cfg["stride"]),
-                    zero_init=bool(cfg.get("zero_init_fusion", True)),
+                    zero_init=bool(cfg.get("zero_init_fusion", False)),
                     impl=cfg.get("cost_volume_impl", "auto"),
                 )
                 for lv in self.levels

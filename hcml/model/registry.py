@@ -150,7 +150,7 @@ def _define(name: str, backbone: str, variant: str, **extra: Any) -> None:
         "input_mode": "rgb",
         "temporal_shift": False,
         "shift_div": 8,
-        "zero_init_fusion": True,
+        "zero_init_fusion": False,
         "cost_volume_impl": "auto",
         "train": dict(TRAIN_DEFAULTS),
     }
