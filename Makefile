@@ -10,7 +10,7 @@ APT_PACKAGES := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugin
 	gstreamer1.0-python3-plugin-loader python3-venv
 ENV := source scripts/env.sh >/dev/null &&
 
-.PHONY: setup demo test lint env bench clean
+.PHONY: setup demo test lint env bench bench-md clean
 
 setup: $(VENV)/.stamp-pip
 
@@ -44,8 +44,16 @@ lint: setup
 	$(VENV)/bin/ruff check hcml plugin tests scripts
 	$(VENV)/bin/ruff format --check hcml plugin tests scripts
 
+# Every `hcml bench` suite with its defaults (each under 5 minutes on 2 CPU cores; run it on an
+# otherwise idle machine): benchmarks/<suite>.json and .png, and BENCHMARKS.md's sections.
+# Not part of `make test`. `make bench-md` re-renders BENCHMARKS.md from the JSON only.
+BENCH_OUT := --json benchmarks --plots benchmarks --markdown BENCHMARKS.md
+
 bench: setup
-	@$(ENV) $(PY) -m hcml.cli bench all --json BENCHMARKS.json
+	@$(ENV) $(PY) -m hcml.cli bench all $(BENCH_OUT)
+
+bench-md: setup
+	@$(ENV) $(PY) -m hcml.cli bench all --from-json benchmarks --plots benchmarks --markdown BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,208 @@
+"""The GStreamer side of ``hcml bench element`` and ``latency``, run in a child process.
+
+GStreamer's libav plugin and PyAV's bundled FFmpeg abort when loaded into one process, and a
+child gives every measurement a clean process (CPU time, RSS and fds are its own), so the
+suites hand this module a JSON list of jobs on stdin and read one JSON line a job back.
+It never imports PyAV. Jobs:
+
+* ``{"kind": "file", "description", "preroll": true}``: preroll (model loading, first frame;
+  skipped with ``"preroll": false``), then time PLAYING
+  -> EOS: ``frames`` (fakesink ``sink``'s rendered count), ``wall_s``, ``cpu_s`` (this process,
+  every thread: ``time.process_time``), ``predictions`` (hcml-action bus messages);
+* ``{"kind": "live", "description", "seconds", "interval"}``: a live pipeline whose
+  ``hcmlaction`` is named ``act``; per interval the event latency percentiles (see
+  ``hcml.bench.latency``), frames, predictions, windows dropped, RSS and open fds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _error(msg) -> str:
+    err, debug = msg.parse_error()
+    detail = f" ({debug.strip().splitlines()[-1]})" if debug and debug.strip() else ""
+    return f"{msg.src.get_name()}: {err.message}{detail}"
+
+
+def _file(Gst, job: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"errors": [], "eos": False, "predictions": 0}
+    pipeline = Gst.parse_launch(job["description"])
+    bus = pipeline.get_bus()
+    try:
+        if job.get("preroll", True):
+            pipeline.set_state(Gst.State.PAUSED)
+            ok, _, _ = pipeline.get_state(job.get("timeout", 120) * Gst.SECOND)
+            if ok == Gst.StateChangeReturn.FAILURE:
+                msg = bus.pop_filtered(Gst.MessageType.ERROR)
+                out["errors"].append(_error(msg) if msg else "preroll failed")
+                return out
+        t0, c0 = time.perf_counter(), time.process_time()
+        pipeline.set_state(Gst.State.PLAYING)
+        deadline = time.monotonic() + job.get("timeout", 600)
+        while time.monotonic() < deadline:
+            msg = bus.timed_pop(50 * Gst.MSECOND)
+            if msg is None:
+                continue
+            if msg.type == Gst.MessageType.ELEMENT and msg.has_name("hcml-action"):
+                out["predictions"] += 1
+            elif msg.type == Gst.MessageType.ERROR:
+                out["errors"].append(_error(msg))
+                break
+            elif msg.type == Gst.MessageType.EOS:
+                out["eos"] = True
+                break
+        out["wall_s"] = time.perf_counter() - t0
+        out["cpu_s"] = time.process_time() - c0
+        sink = pipeline.get_by_name("sink")
+        if sink is not None:
+            out["frames"] = int(sink.get_property("stats").get_value("rendered"))
+    finally:
+        pipeline.set_state(Gst.State.NULL)
+    return out
+
+
+def _live(Gst, job: dict[str, Any]) -> dict[str, Any]:
+    from hcml.bench.common import percentiles
+
+    pipeline = Gst.parse_launch(job["description"])
+    act = pipeline.get_by_name("act")
+    lock = threading.Lock()
+    box: dict[str, Any] = {"segment": None, "frames": 0, "lat": [], "errors": []}
+
+    def probe(_pad, info):
+        if info.type & Gst.PadProbeType.BUFFER:
+            box["frames"] += 1
+        else:
+            event = info.get_event()
+            if event is not None and event.type == Gst.EventType.SEGMENT:
+                box["segment"] = event.parse_segment()
+        return Gst.PadProbeReturn.OK
+
+    act.get_static_pad("sink").add_probe(
+        Gst.PadProbeType.BUFFER | Gst.PadProbeType.EVENT_DOWNSTREAM, probe
+    )
+
+    def on_post(_bus, msg):
+        # Runs synchronously in the thread that posts, i.e. when the element emits the event.
+        if msg.type == Gst.MessageType.ELEMENT and msg.has_name("hcml-action"):
+            clock = pipeline.get_clock()
+            if clock is not None:
+                now = clock.get_time() - pipeline.get_base_time()
+                pts = msg.get_structure().get_value("pts")
+                seg = box["segment"]
+                rt = seg.to_running_time(Gst.Format.TIME, pts) if seg is not None else pts
+                with lock:
+                    box["lat"].append((now - rt) / 1e6)
+        return Gst.BusSyncReply.PASS
+
+    bus = pipeline.get_bus()
+    bus.set_sync_handler(on_post)
+    intervals: list[dict[str, Any]] = []
+    every: list[float] = []
+    seconds, interval = float(job["seconds"]), float(job["interval"])
+
+    def engine_counts() -> tuple[int | None, int | None]:
+        engine = getattr(act, "engine", None)  # the Python element, when this process runs it
+        if engine is None:
+            return None, None
+        return int(engine.dropped), int(engine.predictions)
+
+    try:
+        pipeline.set_state(Gst.State.PLAYING)
+        ok, _, _ = pipeline.get_state(120 * Gst.SECOND)
+        if ok == Gst.StateChangeReturn.FAILURE:
+            msg = bus.pop_filtered(Gst.MessageType.ERROR)
+            return {"errors": [_error(msg) if msg else "could not start"], "intervals": []}
+        start = time.monotonic()
+        rss0, fds0 = _rss_mib(), _fds()
+        last_frames, last_dropped, last_preds = box["frames"], 0, 0
+        next_mark = interval
+        while True:
+            now = time.monotonic() - start
+            if now >= next_mark or now >= seconds:
+                with lock:
+                    lat, box["lat"] = box["lat"], []
+                every += lat
+                dropped, preds = engine_counts()
+                intervals.append(
+                    {
+                        "t_s": round(now, 3),
+                        "frames": box["frames"] - last_frames,
+                        "events": len(lat),
+                        "predictions": None if preds is None else preds - last_preds,
+                        "dropped": None if dropped is None else dropped - last_dropped,
+                        "latency_ms": {**percentiles(lat), "max": max(lat, default=float("nan"))},
+                        "rss_mib": round(_rss_mib(), 2),
+                        "fds": _fds(),
+                    }
+                )
+                last_frames = box["frames"]
+                last_dropped, last_preds = dropped or 0, preds or 0
+                next_mark += interval
+                if now >= seconds:
+                    break
+            msg = bus.timed_pop(min(100, max(1, int(1000 * (next_mark - now)))) * Gst.MSECOND)
+            if msg is not None and msg.type == Gst.MessageType.ERROR:
+                box["errors"].append(_error(msg))
+                break
+        pipeline.send_event(Gst.Event.new_eos())
+        bus.timed_pop_filtered(10 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
+    finally:
+        pipeline.set_state(Gst.State.NULL)
+    return {
+        "errors": box["errors"],
+        "intervals": intervals,
+        "latency_ms": {**percentiles(every), "max": max(every, default=float("nan"))},
+        "events": len(every),
+        "start": {"rss_mib": round(rss0, 2), "fds": fds0},
+    }
+
+
+def main() -> int:
+    from hcml.stream.run_cli import _quiet_floating_reference_warning, gst_environment
+
+    gst_environment()
+    import gi
+
+    gi.require_version("Gst", "1.0")
+    from gi.repository import GLib, Gst
+
+    Gst.init(None)
+    _quiet_floating_reference_warning(GLib)
+    jobs = json.loads(sys.stdin.read())
+    if any("hcmlaction" in j["description"] for j in jobs) and not Gst.ElementFactory.find(
+        "hcmlaction"
+    ):
+        print(f"hcmlaction not found (GST_PLUGIN_PATH={os.environ.get('GST_PLUGIN_PATH')})",
+              file=sys.stderr)  # fmt: skip
+        return 3
+    for job in jobs:
+        try:
+            result = _live(Gst, job) if job["kind"] == "live" else _file(Gst, job)
+        except GLib.Error as e:
+            result = {"errors": [f"cannot build the pipeline: {e.message}"]}
+        result["gstreamer"] = Gst.version_string()
+        print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
