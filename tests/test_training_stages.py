@@ -135,3 +135,21 @@ def test_shipped_recipes_validate(repo_root):
     assert recipes
     for r in recipes:
         load_recipe(r)
+
+
+@pytest.mark.parametrize("level", [1, 2, 3])
+def test_progressive_trains_only_what_its_loss_reaches(level):
+    """Every trainable parameter gets a gradient: DistributedDataParallel requires it."""
+    from hcml.training.run import build_module
+    from hcml.training.stages import ProgressiveStage
+
+    recipe = validate_recipe(json.loads(json.dumps(TINY)))
+    module = build_module(recipe)
+    stage = ProgressiveStage(level)
+    params = stage.setup(module)
+    stage.train_mode(module)
+    x = torch.randn(2, 3, recipe["model"]["frames"], 32, 32)
+    loss, _ = stage.loss(module, x, None, torch.Generator().manual_seed(0))
+    loss.backward()
+    names = {id(p): n for n, p in module.named_parameters()}
+    assert [names[id(p)] for p in params if p.grad is None] == []

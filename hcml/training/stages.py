@@ -102,7 +102,9 @@ class ProgressiveStage:
                 f"(levels with heads: {list(module.heads)})"
             )
         net = module.model
-        return [net.backbone.stages()[self.level], net.motion[key], module.heads[key]]
+        # L_contrastive^l sees P^l only: the fusion g^l gets no gradient here, and leaving it
+        # trainable would make DDP wait for it (unused parameters).
+        return [net.backbone.stages()[self.level], net.motion[key].pmb, module.heads[key]]
 
     def setup(self, module: nn.Module) -> list[nn.Parameter]:
         return _only(module, self._trainable(module))
