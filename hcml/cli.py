@@ -45,6 +45,18 @@ SUBCOMMANDS: list[tuple[str, str | None, str, str]] = [
         "#8",
     ),
     (
+        "game-server",
+        "hcml.stream.game_server",
+        "stream a synthetic motion game over RTP/H.264 with its ground-truth schedule",
+        "#8",
+    ),
+    (
+        "game-score",
+        "hcml.stream.game_score",
+        "score hcml run's predictions on a game stream: accuracy and latency",
+        "#8",
+    ),
+    (
         "bench",
         "hcml.bench",
         "benchmarks: streaming, element, latency, backends, model, train",

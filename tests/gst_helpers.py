@@ -7,7 +7,11 @@ share one process (it aborts), and a child also gives every run a clean registry
 from __future__ import annotations
 
 import json
+import os
+import re
 import resource
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -47,6 +51,94 @@ def run_pipeline(description: str, events: Path | None = None, timeout: float = 
     job = {"description": description, "events": str(events) if events else None,
            "timeout": timeout, "seek_ns": seek_ns}  # fmt: skip
     return run_pipelines([job], timeout=timeout + 60)[0]
+
+
+def parse_pipelines(descriptions: list[str], timeout: float = 120.0) -> list[dict]:
+    """Parse each description (``Gst.parse_launch``, fatal errors) in a child; per description
+    ``{"ok", "code", "error", "missing", "standin_error"}``. With elements missing, the text is
+    parsed again with ``identity`` standing in for them (their properties dropped), so the rest
+    is still checked: ``standin_error`` is that parse's error, or None when only the stand-ins'
+    links failed."""
+    proc = subprocess.run(
+        [sys.executable, __file__, "--parse"],
+        input=json.dumps(descriptions),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"pipeline parser failed (rc {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def free_udp_port() -> int:
+    """A UDP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_client(args: list[str], out: Path, timeout: float = 120) -> subprocess.Popen:
+    """Start ``hcml run ARGS --json`` (stdout to out/events.jsonl, stderr to out/client.err) and
+    return once it has started (model loaded, sockets open)."""
+    with open(out / "events.jsonl", "w") as stdout, open(out / "client.err", "w") as stderr:
+        cmd = [sys.executable, "-m", "hcml.cli", "run", *args, "--json"]
+        proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr)
+    deadline = time.monotonic() + timeout
+    while "hcml run: started" not in (out / "client.err").read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"client never started:\n{(out / 'client.err').read_text()}")
+        time.sleep(0.2)
+    return proc
+
+
+def stop_client(proc: subprocess.Popen, out: Path) -> str:
+    """Ctrl-C (EOS through the pipeline); returns the client's stderr."""
+    os.kill(proc.pid, signal.SIGINT)
+    proc.wait(timeout=60)
+    err = (out / "client.err").read_text()
+    assert proc.returncode == 0, err
+    return err
+
+
+def _standin(description: str, missing: list[str]) -> str:
+    """``description`` with every missing element replaced by ``identity`` (only ``name=`` kept)."""
+    out, dropping = [], False
+    for tok in re.findall(r'(?:[^\s"]+|"(?:\\.|[^"\\])*")+', description):
+        if tok in missing:
+            out.append("identity")
+            dropping = True
+            continue
+        dropping = dropping and "=" in tok and tok != "!"
+        if dropping and not tok.startswith("name="):
+            continue
+        out.append(tok)
+    return " ".join(out)
+
+
+def _parse_one(Gst, GLib, description: str) -> dict:
+    def attempt(text: str):
+        ctx = Gst.ParseContext.new()
+        try:
+            Gst.parse_launch_full(text, ctx, Gst.ParseFlags.FATAL_ERRORS).set_state(Gst.State.NULL)
+            return None, []
+        except GLib.Error as e:
+            # the context also lists elements whose properties failed: keep the absent ones
+            names = ctx.get_missing_elements() or []
+            return e, [n for n in dict.fromkeys(names) if Gst.ElementFactory.find(n) is None]
+
+    err, missing = attempt(description)
+    out = {"ok": err is None, "code": None, "error": None, "missing": [], "standin_error": None}
+    if err is None:
+        return out
+    out.update(code=Gst.ParseError(err.code).value_nick, error=err.message)
+    if err.code == Gst.ParseError.NO_SUCH_ELEMENT:
+        out["missing"] = missing
+        err2, _ = attempt(_standin(description, missing))
+        if err2 is not None and err2.code != Gst.ParseError.LINK:
+            out["standin_error"] = f"{Gst.ParseError(err2.code).value_nick}: {err2.message}"
+    return out
 
 
 def _structure_dict(s) -> dict:
@@ -117,8 +209,12 @@ if __name__ == "__main__":
     import gi
 
     gi.require_version("Gst", "1.0")
-    from gi.repository import Gst
+    from gi.repository import GLib, Gst
 
     Gst.init(None)
+    if sys.argv[1:] == ["--parse"]:
+        descriptions = json.loads(sys.stdin.read())
+        print(json.dumps([_parse_one(Gst, GLib, d) for d in descriptions]), flush=True)
+        sys.exit(0)
     for job in json.loads(sys.stdin.read()):
         print(json.dumps(asdict(_run_one(Gst, job))), flush=True)

@@ -35,10 +35,11 @@ def _args(*argv: str) -> argparse.Namespace:
 
 
 def test_source_forms():
-    assert source_description("camera").startswith("v4l2src device=/dev/video0 ")
-    assert source_description("camera:2").startswith("v4l2src device=/dev/video2 ")
+    assert source_description("camera").startswith('v4l2src device="/dev/video0" ')
+    assert source_description("camera:2").startswith('v4l2src device="/dev/video2" ')
     rtp = source_description("rtp://127.0.0.1:5004")
-    assert "udpsrc address=127.0.0.1 port=5004" in rtp and "rtph264depay" in rtp
+    assert 'udpsrc uri="udp://127.0.0.1:5004"' in rtp and "rtph264depay" in rtp
+    assert 'udpsrc uri="udp://0.0.0.0:5004"' in source_description("rtp://:5004")
     assert source_description("rtsp://cam/stream").startswith(
         'uridecodebin uri="rtsp://cam/stream"'
     )

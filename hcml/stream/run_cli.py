@@ -3,13 +3,23 @@
 SRC forms (first match wins):
 
 * a pipeline file (``pipelines/*.pipeline``): its gst-launch text, ``#`` comment lines dropped,
-  with ``${MODEL}``, ``${EVENTS}`` and ``${SRC}`` (``--input``) filled in;
-* ``camera`` or ``camera:N``: ``v4l2src device=/dev/videoN``;
-* ``rtp://HOST:PORT``: ``udpsrc`` + ``rtpjitterbuffer`` + ``rtph264depay`` + ``avdec_h264``;
-* ``SCHEME://...`` (file, rtsp, http(s), ...): ``uridecodebin``;
-* anything else: a local file through ``filesrc ! decodebin``.
+  with ``${MODEL}``, ``${EVENTS}``, ``${SRC}`` (``--input``) and ``${OUT}`` (``--output``) filled
+  in and the ``--set`` properties added to its ``hcmlaction``;
+* ``camera`` or ``camera:N``: the source of ``pipelines/camera.pipeline`` on ``/dev/videoN``;
+* ``rtp://HOST:PORT``: the source of ``pipelines/rtp-h264.pipeline`` (``udpsrc`` +
+  ``rtpjitterbuffer`` + ``rtph264depay`` + ``avdec_h264``) listening on HOST:PORT;
+* ``SCHEME://...`` (file, rtsp, http(s), ...): the source of ``pipelines/uri.pipeline``
+  (``uridecodebin``);
+* anything else: a local file through the source of ``pipelines/file.pipeline``
+  (``filesrc ! decodebin``).
 
-Predictions are printed as they arrive (``--json``: the bus message fields as JSON). Ctrl-C
+A source is everything before ``hcmlaction`` in its pipeline file; ``--overlay`` adds the sink
+part of ``pipelines/annotated.pipeline`` (everything after ``hcmlaction``). So each pipeline
+string lives in one place, the files in ``pipelines/`` (see docs/PIPELINES.md).
+
+Predictions are printed as they arrive (``--json``: the bus message fields as JSON, plus
+``wall_time``, the Unix time in seconds at which ``hcml run`` received the prediction). Once
+every element has started (model loaded, sockets open) "hcml run: started" goes to stderr. Ctrl-C
 sends EOS, so muxers finish their files, and exits once the EOS has gone through (or after 5 s).
 Exit status: 0 at EOS, 1 on a GStreamer error (printed in words), 2 on a bad command line.
 """
@@ -29,8 +39,7 @@ from pathlib import Path
 from hcml import DEFAULT_CARD
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-RTP_H264_CAPS = "application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,payload=96"
+PIPELINES = REPO_ROOT / "pipelines"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,6 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--events", help="also write the element's JSON lines to this file")
     p.add_argument("--input", help="fills ${SRC} in a pipeline file")
+    p.add_argument("--output", help="fills ${OUT} in a pipeline file")
     p.add_argument(
         "--set",
         action="append",
@@ -58,7 +68,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--json",
         action="store_true",
-        help="print each prediction (its hcml-action bus message) as JSON",
+        help="print each prediction (its hcml-action bus message, plus wall_time: Unix "
+        "seconds at which it arrived here) as one JSON line",
     )
     p.add_argument("--quiet", action="store_true", help="print nothing but errors and the summary")
     p.add_argument("--print-pipeline", action="store_true", help="print the pipeline and exit")
@@ -90,21 +101,57 @@ def _quote(value: str) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def read_pipeline(path: str | os.PathLike) -> str:
+    """A pipeline file's gst-launch text: comment lines dropped, lines joined by spaces."""
+    lines = Path(path).read_text().splitlines()
+    return " ".join(ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#"))
+
+
+def fill(text: str, values: dict[str, str], where: str = "pipeline") -> str:
+    """Replace every ``${NAME}`` by ``values[NAME]`` (quoted); a missing value is a ValueError."""
+    missing = sorted(set(re.findall(r"\$\{(\w+)\}", text)) - set(values))
+    if missing:
+        flag = {"SRC": " (pass --input)", "OUT": " (pass --output)"}.get(missing[0], "")
+        raise ValueError(f"{where}: no value for ${{{missing[0]}}}{flag}")
+    return re.sub(r"\$\{(\w+)\}", lambda m: _quote(values[m.group(1)]), text)
+
+
+def split_pipeline(text: str, where: str = "pipeline") -> tuple[str, str, str]:
+    """``(source, hcmlaction element, sink)``: the text before, of and after ``hcmlaction``."""
+    parts = re.split(r"\s*!\s*(hcmlaction\b[^!]*?)\s*!\s*", text)
+    if len(parts) != 3:
+        raise ValueError(f"{where}: expected one '! hcmlaction ... !' in the pipeline")
+    return parts[0], parts[1], parts[2]
+
+
+def _part(name: str, index: int, values: dict[str, str]) -> str:
+    text = split_pipeline(read_pipeline(PIPELINES / name), name)[index]
+    return fill(text, values, str(PIPELINES / name))
+
+
 def source_description(source: str) -> str:
     """The gst-launch text that decodes ``source`` to raw video (see the module doc)."""
     cam = re.fullmatch(r"camera(?::(\d+))?", source)
     if cam:
-        return f"v4l2src device=/dev/video{cam.group(1) or 0} ! videoconvert"
+        return _part("camera.pipeline", 0, {"SRC": f"/dev/video{cam.group(1) or 0}"})
     rtp = re.fullmatch(r"rtp://([^:/]*):(\d+)/?", source)
     if rtp:
         host, port = rtp.group(1) or "0.0.0.0", rtp.group(2)
-        return (
-            f"udpsrc address={host} port={port} caps={_quote(RTP_H264_CAPS)} ! "
-            "rtpjitterbuffer latency=50 ! rtph264depay ! h264parse ! avdec_h264 ! videoconvert"
-        )
+        return _part("rtp-h264.pipeline", 0, {"SRC": f"udp://{host}:{port}"})
     if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", source):
-        return f"uridecodebin uri={_quote(source)} ! videoconvert"
-    return f"filesrc location={_quote(source)} ! decodebin ! videoconvert"
+        return _part("uri.pipeline", 0, {"SRC": source})
+    return _part("file.pipeline", 0, {"SRC": source})
+
+
+def property_assignments(props: list[str]) -> list[str]:
+    """``--set PROP=VALUE`` items as gst-launch ``prop="value"`` (a bad item: ValueError)."""
+    out = []
+    for prop in props:
+        key, eq, value = prop.partition("=")
+        if not eq or not re.fullmatch(r"[a-z][a-z0-9-]*", key):
+            raise ValueError(f"--set {prop!r}: expected PROP=VALUE, e.g. stride=8")
+        out.append(f"{key}={_quote(value)}")
+    return out
 
 
 def element_description(model: Path, events: str | None, props: list[str]) -> str:
@@ -112,40 +159,27 @@ def element_description(model: Path, events: str | None, props: list[str]) -> st
     parts = ["hcmlaction name=action", f"model={_quote(str(model))}"]
     if events:
         parts.append(f"events={_quote(events)}")
-    for prop in props:
-        key, eq, value = prop.partition("=")
-        if not eq or not re.fullmatch(r"[a-z][a-z0-9-]*", key):
-            raise ValueError(f"--set {prop!r}: expected PROP=VALUE, e.g. stride=8")
-        parts.append(f"{key}={_quote(value)}")
-    return " ".join(parts)
+    return " ".join([*parts, *property_assignments(props)])
 
 
 def build_pipeline(args: argparse.Namespace) -> str:
     """The whole gst-launch description that ``hcml run`` plays."""
-    action = element_description(args.model, args.events, args.set)
     src = Path(args.source)
     if src.suffix == ".pipeline" and src.is_file():
-        text = " ".join(
-            ln.strip()
-            for ln in src.read_text().splitlines()
-            if ln.strip() and not ln.lstrip().startswith("#")
-        )
-        values = {"MODEL": _quote(str(args.model)), "EVENTS": _quote(args.events or "")}
-        if args.input:
-            values["SRC"] = _quote(args.input)
-        missing = sorted(set(re.findall(r"\$\{(\w+)\}", text)) - set(values))
-        if missing:
-            raise ValueError(f"{src}: no value for ${{{missing[0]}}} (pass --input for ${{SRC}})")
-        return re.sub(r"\$\{(\w+)\}", lambda m: values[m.group(1)], text)
-    sync = "true" if args.realtime else "false"
-    head = f"{source_description(args.source)} ! {action}"
+        text = read_pipeline(src)
+        if args.set:  # the properties go to the file's (one) hcmlaction
+            head, action, tail = split_pipeline(text, str(src))
+            text = " ! ".join([head, " ".join([action, *property_assignments(args.set)]), tail])
+        values = {"MODEL": str(args.model), "EVENTS": args.events or ""}
+        values.update({k: v for k, v in (("SRC", args.input), ("OUT", args.output)) if v})
+        return fill(text, values, str(src))
+    action = element_description(args.model, args.events, args.set)
     if args.overlay:
-        return (
-            f"{head} ! videoconvert ! hcmloverlay ! videoconvert ! video/x-raw,format=I420 ! "
-            f"x264enc tune=zerolatency speed-preset=veryfast ! mp4mux ! "
-            f"filesink location={_quote(str(args.overlay))} sync={sync}"
-        )
-    return f"{head} ! fakesink sync={sync}"
+        tail = _part("annotated.pipeline", 2, {"OUT": str(args.overlay)})
+    else:
+        tail = "fakesink"
+    sync = " sync=true" if args.realtime else ""
+    return f"{source_description(args.source)} ! {action} ! {tail}{sync}"
 
 
 def format_prediction(s: dict) -> str:
@@ -239,7 +273,7 @@ def run(args: argparse.Namespace) -> int:
                 count += 1
                 fields = _fields(msg.get_structure())
                 if args.json:
-                    print(json.dumps(fields), flush=True)
+                    print(json.dumps({**fields, "wall_time": time.time()}), flush=True)
                 elif not args.quiet:
                     print(format_prediction(fields), flush=True)
             elif msg.type == Gst.MessageType.ERROR:
@@ -254,6 +288,9 @@ def run(args: argparse.Namespace) -> int:
                 print(
                     f"hcml run: warning from {msg.src.get_name()}: {err.message}", file=sys.stderr
                 )
+            elif msg.type == Gst.MessageType.STATE_CHANGED and msg.src == pipeline:
+                if msg.parse_state_changed()[:2] == (Gst.State.READY, Gst.State.PAUSED):
+                    print("hcml run: started", file=sys.stderr, flush=True)
             elif msg.type == Gst.MessageType.EOS:
                 break
     finally:
