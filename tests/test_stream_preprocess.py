@@ -58,3 +58,35 @@ def test_preprocessor_resizes_and_normalises():
     x = pre(np.full((32, 16, 3), 255, np.uint8))
     assert x.shape == (3, 8, 8) and x.dtype == torch.float32
     torch.testing.assert_close(x, torch.full((3, 8, 8), 2.0))
+
+
+@pytest.mark.parametrize("fmt", ["RGB", "RGBA", "BGRx", "I420", "NV12"])
+@pytest.mark.parametrize("size", [(16, 16), (48, 64), (96, 80)])
+def test_frame_resizes_before_converting_and_matches_the_full_size_path(smooth_rgb, fmt, size):
+    h, w, _ = smooth_rgb.shape
+    pre = Preprocessor(size, mean=(0.45, 0.45, 0.45), std=(0.225, 0.225, 0.225))
+    if fmt in ("I420", "NV12"):
+        y, u, v = _rgb_to_yuv601(smooth_rgb)
+        pad = 8  # padded rows in every plane, as GStreamer may allocate
+        planes = [np.pad(p, ((0, 0), (0, pad))) for p in (y, u, v)]
+        if fmt == "NV12":
+            uv = np.pad(np.stack([u, v], -1).reshape(h // 2, w), ((0, 0), (0, pad)))
+            planes = [planes[0], uv]
+        data = np.concatenate([p.ravel() for p in planes])
+        strides = [p.shape[1] for p in planes]
+        offsets = list(np.cumsum([0] + [p.size for p in planes[:-1]]))
+    else:
+        order = {"RGB": (0, 1, 2), "RGBA": (0, 1, 2), "BGRx": (2, 1, 0)}[fmt]
+        bpp = 3 if fmt == "RGB" else 4
+        stride = w * bpp + 12
+        buf = np.zeros((h, stride), np.uint8)
+        buf[:, : w * bpp].reshape(h, w, bpp)[..., list(order)] = smooth_rgb
+        data, strides, offsets = buf.ravel(), [stride], [0]
+    fast = pre.frame(data, fmt, w, h, strides, offsets)
+    full = pre(frame_to_rgb(data, fmt, w, h, strides, offsets))
+    assert fast.shape == full.shape == (3, *size) and fast.dtype == torch.float32
+    # rounding, clipping order and chroma upsampling (bilinear here, repeated in frame_to_rgb)
+    # differ; 1/255 is 0.017 after std 0.225
+    assert (fast - full).abs().mean() < 0.03 and (fast - full).abs().max() < 0.08
+    truth = pre(smooth_rgb)  # the RGB the YUV was made from
+    assert (fast - truth).abs().mean() < 0.025

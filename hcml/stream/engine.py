@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -141,8 +142,14 @@ class StreamEngine:
         self.reset(stream)
 
     # ---------------------------------------------------------------- the hot path
-    def push(self, stream: str, frame: torch.Tensor, pts: int) -> list[Prediction]:
-        """Feed one preprocessed frame [3, H, W] with its PTS (ns); returns ready predictions."""
+    def push(
+        self, stream: str, frame: torch.Tensor | Callable[[], torch.Tensor], pts: int
+    ) -> list[Prediction]:
+        """Feed one preprocessed frame [3, H, W] with its PTS (ns); returns ready predictions.
+
+        ``frame`` may be a callable returning it: it is called only for frames the frame step
+        samples, so skipped frames cost no preprocessing.
+        """
         st = self.streams.get(stream)
         if st is None:
             st = self.streams[stream] = _Stream(self)
@@ -151,6 +158,8 @@ class StreamEngine:
         out = self._collect() if self.mode == "async" else []
         if index % self.frame_step:
             return out
+        if callable(frame):
+            frame = frame()
         st.sampled += 1
         st.pts.append(int(pts))
         if self.incremental:

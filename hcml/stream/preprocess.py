@@ -1,14 +1,19 @@
 """Raw video frames -> model input: format conversion, resize and normalisation.
 
-``frame_to_rgb`` turns a mapped GStreamer buffer (RGB, RGBA, BGRx, BGRA, I420, NV12, with the
-plane strides and offsets from its ``GstVideoInfo``) into an RGB view [H, W, 3] uint8 without
-copying where the layout allows. ``Preprocessor`` resizes on the model's device (torch,
-bilinear with antialiasing) and normalises with the card's mean/std: [3, h, w] float32.
+``Preprocessor.frame`` is the element's hot path: a mapped GStreamer buffer (RGB, RGBA, BGRx,
+BGRA, I420, NV12, with the plane strides and offsets from its ``GstVideoInfo``) -> normalised
+model input [3, h, w] float32. It resizes first, on the raw uint8 planes (torch's bilinear
+antialiased uint8 kernels), and converts colour on the small result: a 1280x720 frame costs a few
+milliseconds instead of a full-size colour conversion. Resize and BT.601 conversion are both
+linear, so the order changes only rounding (tests compare with the full-size path).
+``frame_to_rgb`` is the full-size conversion (an RGB view [H, W, 3] uint8, no copy where the
+layout allows), used by ``__call__`` users and as the tests' reference.
 YUV uses BT.601 limited range, what ``videoconvert`` uses for SD video.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -27,6 +32,39 @@ def _plane(data: np.ndarray, offset: int, stride: int, rows: int, cols: int) -> 
     return np.lib.stride_tricks.as_strided(
         data[offset:], shape=(rows, cols), strides=(stride, 1), writeable=False
     )
+
+
+def _planes(
+    data: np.ndarray,
+    fmt: str,
+    width: int,
+    height: int,
+    strides: Sequence[int] | None,
+    offsets: Sequence[int] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """I420 / NV12 -> (Y [H, W], U [H/2, W/2], V [H/2, W/2]) uint8 views."""
+    ch, cw = (height + 1) // 2, (width + 1) // 2
+    if fmt == "I420":
+        strides = strides or (width, cw, cw)
+        offsets = offsets or (0, width * height, width * height + cw * ch)
+        return (
+            _plane(data, offsets[0], strides[0], height, width),
+            _plane(data, offsets[1], strides[1], ch, cw),
+            _plane(data, offsets[2], strides[2], ch, cw),
+        )
+    if fmt == "NV12":
+        strides = strides or (width, 2 * cw)
+        offsets = offsets or (0, width * height)
+        uv = _plane(data, offsets[1], strides[1], ch, 2 * cw)
+        return _plane(data, offsets[0], strides[0], height, width), uv[:, 0::2], uv[:, 1::2]
+    raise ValueError(f"unsupported video format {fmt!r}; supported: {', '.join(FORMATS)}")
+
+
+def _tensor(a: np.ndarray) -> torch.Tensor:
+    """A read-only uint8 view as a torch tensor without a copy (never written)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "array is not writable"
+        return torch.from_numpy(a)
 
 
 def _yuv_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -57,21 +95,7 @@ def frame_to_rgb(
             data[offset:], shape=(height, width, bpp), strides=(stride, bpp, 1), writeable=False
         )
         return pixels if (r, g, b) == (0, 1, 2) and bpp == 3 else pixels[..., [r, g, b]]
-    ch, cw = (height + 1) // 2, (width + 1) // 2
-    if fmt == "I420":
-        strides = strides or (width, cw, cw)
-        offsets = offsets or (0, width * height, width * height + cw * ch)
-        y = _plane(data, offsets[0], strides[0], height, width)
-        u = _plane(data, offsets[1], strides[1], ch, cw)
-        v = _plane(data, offsets[2], strides[2], ch, cw)
-        return _yuv_to_rgb(y, u, v)
-    if fmt == "NV12":
-        strides = strides or (width, 2 * cw)
-        offsets = offsets or (0, width * height)
-        y = _plane(data, offsets[0], strides[0], height, width)
-        uv = _plane(data, offsets[1], strides[1], ch, 2 * cw)
-        return _yuv_to_rgb(y, uv[:, 0::2], uv[:, 1::2])
-    raise ValueError(f"unsupported video format {fmt!r}; supported: {', '.join(FORMATS)}")
+    return _yuv_to_rgb(*_planes(data, fmt, width, height, strides, offsets))
 
 
 class Preprocessor:
@@ -95,4 +119,43 @@ class Preprocessor:
         x = x.to(self.device, non_blocking=True).permute(2, 0, 1).float().div_(255.0)
         if tuple(x.shape[-2:]) != self.size:
             x = F.interpolate(x[None], size=self.size, mode="bilinear", antialias=True)[0]
+        return (x - self.mean) / self.std
+
+    def _resize_u8(self, planes: torch.Tensor) -> torch.Tensor:
+        """uint8 [C, H, W] (any strides) -> float32 [C, h, w] in 0..255, antialiased bilinear."""
+        x = planes[None].to(self.device, non_blocking=True)
+        if self.device.type == "cpu":  # uint8 kernels (channels-last), no full-size float copy
+            x = x.contiguous(memory_format=torch.channels_last)
+        else:
+            x = x.float()
+        if tuple(x.shape[-2:]) != self.size:
+            x = F.interpolate(x, size=self.size, mode="bilinear", antialias=True)
+        return x[0].float()
+
+    @torch.inference_mode()
+    def frame(
+        self,
+        data: np.ndarray | memoryview | bytes,
+        fmt: str,
+        width: int,
+        height: int,
+        strides: Sequence[int] | None = None,
+        offsets: Sequence[int] | None = None,
+    ) -> torch.Tensor:
+        """A mapped frame (flat uint8, GstVideoInfo layout) -> normalised float32 [3, h, w]."""
+        data = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data
+        if fmt in _PACKED:
+            bpp, rgb = _PACKED[fmt]
+            stride = strides[0] if strides else width * bpp
+            offset = offsets[0] if offsets else 0
+            pixels = np.lib.stride_tricks.as_strided(
+                data[offset:], (height, width, bpp), (stride, bpp, 1), writeable=False
+            )
+            x = self._resize_u8(_tensor(pixels).permute(2, 0, 1))[list(rgb)] / 255.0
+        else:
+            y, u, v = (self._resize_u8(_tensor(p)[None])[0] for p in
+                       _planes(data, fmt, width, height, strides, offsets))  # fmt: skip
+            c, u, v = 1.164 * (y - 16.0), u - 128.0, v - 128.0
+            x = torch.stack([c + 1.596 * v, c - 0.392 * u - 0.813 * v, c + 2.017 * u])
+            x = x.clamp_(0.0, 255.0) / 255.0
         return (x - self.mean) / self.std

@@ -22,7 +22,7 @@ from gi.repository import GLib, GObject, Gst, GstBase, GstVideo  # noqa: E402
 from hcml import DEFAULT_CARD  # noqa: E402
 from hcml.stream import deepstream  # noqa: E402
 from hcml.stream.engine import StreamEngine  # noqa: E402
-from hcml.stream.preprocess import Preprocessor, frame_to_rgb  # noqa: E402
+from hcml.stream.preprocess import Preprocessor  # noqa: E402
 
 META_NAME = "HcmlActionMeta"
 FORMATS = "{ RGB, RGBA, RGBx, BGRx, BGRA, BGR, I420, NV12 }"
@@ -242,15 +242,21 @@ class HcmlAction(GstBase.BaseTransform):
                 return Gst.FlowReturn.OK
             try:
                 info = self.info
-                rgb = frame_to_rgb(
-                    mapinfo.data, info.finfo.name, info.width, info.height,
-                    list(info.stride)[: info.finfo.n_planes],
-                    list(info.offset)[: info.finfo.n_planes],
-                )  # fmt: skip
-                frame = self.preprocess(rgb)
+                n = info.finfo.n_planes
+                preds = self.engine.push(
+                    self.stream_id,
+                    lambda: self.preprocess.frame(
+                        mapinfo.data,
+                        info.finfo.name,
+                        info.width,
+                        info.height,
+                        list(info.stride)[:n],
+                        list(info.offset)[:n],
+                    ),  # fmt: skip
+                    int(buf.pts),
+                )
             finally:
                 buf.unmap(mapinfo)
-            preds = self.engine.push(self.stream_id, frame, int(buf.pts))
         except Exception as err:  # noqa: BLE001 - reported on the bus, frames keep flowing
             return self._report(err)
         self._emit(buf, preds)
