@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from gst_helpers import run_pipeline, run_pipelines
@@ -183,3 +184,24 @@ def test_shipped_model_labels_match_the_clip_class(synth_clips, repo_root, tmp_p
         run.events and run.events[-1]["label"] == n for run, n in zip(runs, LABELS, strict=True)
     )
     assert right >= 0.9 * len(LABELS)
+
+
+def test_padded_planes_from_the_decoder_are_read_through_the_video_meta(tiny_card, tmp_path):
+    """A converter after hcmlaction accepts GstVideoMeta, so the decoder hands out padded frames
+    (112 px rows in 128-byte strides); the element must read them through the meta, as with
+    plain frames: the same events either way."""
+    clip = Path(__file__).parent / "data" / "motion_tour_112.mp4"
+    plain = _job(clip, tiny_card, tmp_path / "plain.jsonl")
+    padded = dict(plain, events=str(tmp_path / "padded.jsonl"))
+    padded["description"] = (
+        plain["description"]
+        .replace(
+            "events=" + str(tmp_path / "plain.jsonl"), "events=" + str(tmp_path / "padded.jsonl")
+        )
+        .replace("! fakesink name=sink", "! videoconvert ! video/x-raw,format=RGBA ! fakesink")
+    )
+    a, b = run_pipelines([plain, padded])
+    assert a.eos and b.eos and len(a.events) == len(b.events) > 20
+    for ea, eb in zip(a.events, b.events, strict=True):
+        assert [k for k, _ in ea["topk"]] == [k for k, _ in eb["topk"]]
+        assert max(abs(x - y) for (_, x), (_, y) in zip(ea["topk"], eb["topk"], strict=True)) < 1e-4

@@ -22,6 +22,7 @@ from gi.repository import GLib, GObject, Gst, GstBase, GstVideo  # noqa: E402
 from hcml import DEFAULT_CARD  # noqa: E402
 from hcml.stream import deepstream  # noqa: E402
 from hcml.stream.engine import StreamEngine  # noqa: E402
+from hcml.stream.gstvideo import plane_layout  # noqa: E402
 from hcml.stream.preprocess import Preprocessor  # noqa: E402
 
 META_NAME = "HcmlActionMeta"
@@ -242,17 +243,12 @@ class HcmlAction(GstBase.BaseTransform):
                 return Gst.FlowReturn.OK
             try:
                 info = self.info
-                n = info.finfo.n_planes
+                strides, offsets = plane_layout(buf, info)
                 preds = self.engine.push(
                     self.stream_id,
                     lambda: self.preprocess.frame(
-                        mapinfo.data,
-                        info.finfo.name,
-                        info.width,
-                        info.height,
-                        list(info.stride)[:n],
-                        list(info.offset)[:n],
-                    ),  # fmt: skip
+                        mapinfo.data, info.finfo.name, info.width, info.height, strides, offsets
+                    ),
                     int(buf.pts),
                 )
             finally:

@@ -13,6 +13,7 @@ gi.require_version("GstBase", "1.0")
 gi.require_version("GstVideo", "1.0")
 from gi.repository import GObject, Gst, GstBase, GstVideo  # noqa: E402
 
+from hcml.stream.gstvideo import plane_layout  # noqa: E402
 from hcml.stream.overlay import OverlayPainter  # noqa: E402
 
 _CHANNELS = {"RGB": (3, (0, 1, 2)), "RGBA": (4, (0, 1, 2)), "RGBx": (4, (0, 1, 2)),
@@ -75,10 +76,11 @@ class HcmlOverlay(GstBase.BaseTransform):
             return Gst.FlowReturn.OK
         try:
             data = np.frombuffer(mapinfo.data, dtype=np.uint8)
+            strides, offsets = plane_layout(buf, info)
             frame = np.lib.stride_tricks.as_strided(
-                data[info.offset[0] :],
+                data[offsets[0] :],
                 shape=(info.height, info.width, bpp),
-                strides=(info.stride[0], bpp, 1),
+                strides=(strides[0], bpp, 1),
             )
             self.painter.paint(frame, self.label, self.score, motion=self.motion)
         finally:
