@@ -39,6 +39,18 @@ SUBCOMMANDS: list[tuple[str, str | None, str, str]] = [
         "#6",
     ),
     (
+        "deepstream-configs",
+        "hcml.export.cli_deepstream",
+        "write DeepStream configs (nvdspreprocess, nvinfer, Triton) from a model card",
+        "#8",
+    ),
+    (
+        "check-config",
+        "hcml.export.cli_check_config",
+        "check DeepStream configs against the model card, key by key",
+        "#8",
+    ),
+    (
         "run",
         "hcml.stream.run_cli",
         "run hcmlaction on a file, URI, camera, RTP port or pipeline file",

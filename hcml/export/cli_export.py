@@ -1,6 +1,10 @@
 """Export a checkpoint to the clip graph (NAME.onnx), the streaming step graph (NAME.step.onnx),
 the model card (NAME.json) and DeepStream labels (NAME.labels.txt).
 
+Exporting into an engines/ folder also (re)writes the DeepStream configs for the new card in
+pipelines/deepstream beside it (--deepstream-dir elsewhere, --no-deepstream to skip; the same
+as `hcml deepstream-configs CARD`).
+
 The clip graph takes `frames` [B,3,T,H,W] float32 normalized (NCDHW, as DeepStream's nvinfer
 receives it with input-tensor-from-meta) and returns `logits` [B,K]; the step graph takes one
 `frame` [B,3,H,W] plus the state tensors and returns the window's logits and the new state.
@@ -33,6 +37,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-checkpoint", action="store_true", help="do not copy the checkpoint beside the graphs"
     )
+    p.add_argument(
+        "--deepstream-dir",
+        type=Path,
+        default=None,
+        help="write the DeepStream configs here (default: pipelines/deepstream beside --out "
+        "when --out is an engines/ folder, else none)",
+    )
+    p.add_argument(
+        "--no-deepstream", action="store_true", help="do not write the DeepStream configs"
+    )
+    from hcml.export.cli_deepstream import add_settings_arguments
+
+    add_settings_arguments(p)
 
 
 def _checkpoint_extras(path: Path) -> dict:
@@ -95,4 +112,13 @@ def run(args: argparse.Namespace) -> int:
             f"  onnxruntime vs torch: clip {check['clip_max_abs_diff']:.2e}, "
             f"step {check['step_max_abs_diff']:.2e}"
         )
-    return 0
+    if args.no_deepstream:
+        return 0
+    from hcml.export.cli_deepstream import settings_from_args, write_and_check
+    from hcml.export.deepstream import default_deepstream_dir
+
+    ds_dir = args.deepstream_dir or default_deepstream_dir(card.root)
+    if ds_dir is None:
+        print("  (no DeepStream configs: --out is not an engines/ folder; see --deepstream-dir)")
+        return 0
+    return write_and_check(card, ds_dir, settings_from_args(args), "hcml export")
