@@ -226,7 +226,13 @@ class StreamEngine:
     def _predict(
         self, st: _Stream, logits: np.ndarray, stream, start, end, index
     ) -> Prediction | None:
-        probs, class_id = st.smoother.update(np.asarray(logits, dtype=np.float64).reshape(-1))
+        logits = np.asarray(logits, dtype=np.float64).reshape(-1)
+        if not np.isfinite(logits).all():  # never emitted, never fed to the smoother's EMA
+            raise FloatingPointError(
+                f"the backend returned non-finite logits (NaN/inf) for stream {stream!r}, window "
+                f"[{start}, {end}] ns; no prediction made"
+            )
+        probs, class_id = st.smoother.update(logits)
         score = float(probs[class_id])
         self.predictions += 1
         if score < self.threshold:

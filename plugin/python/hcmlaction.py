@@ -8,6 +8,7 @@ DeepStream, an NvDsClassifierMeta. Frames are never copied or held back.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 from pathlib import Path
@@ -186,9 +187,16 @@ class HcmlAction(GstBase.BaseTransform):
             )
             card = backend.card
             self.preprocess = Preprocessor(card.input_size, card.mean, card.std, p["device"])
-            self.events = _open_events(p["events"]) if p["events"] else None
         except Exception as err:  # noqa: BLE001 - every cause becomes a named bus error
             return self._fail(f"hcmlaction: cannot load model {model}: {err}", repr(err))
+        try:
+            self.events = _open_events(p["events"]) if p["events"] else None
+        except (OSError, ValueError) as err:
+            self.engine.close()
+            self.engine = None
+            return self._fail(
+                f"hcmlaction: cannot open events file {p['events']}: {err}", repr(err)
+            )
         Gst.info(f"hcmlaction: {backend.describe()}")
         return True
 
@@ -196,7 +204,8 @@ class HcmlAction(GstBase.BaseTransform):
         if self.engine is not None:
             self.engine.close()
         if self.events is not None:
-            self.events.close()
+            with contextlib.suppress(OSError):  # disk full: reported when a write failed
+                self.events.close()
         self.engine = self.preprocess = self.events = None
         return True
 
@@ -207,11 +216,11 @@ class HcmlAction(GstBase.BaseTransform):
         self.info = info
         features = incaps.get_features(0)
         self.nvmm = features is not None and features.contains("memory:NVMM")
-        shape = (info.width, info.height, info.finfo.name)
+        shape = (info.width, info.height, info.finfo.name, info.fps_n, info.fps_d)
         previous = self.stream_caps.get(self.stream_id)
         self.stream_caps[self.stream_id] = shape
         if previous is not None and previous != shape and self.engine is not None:
-            self.engine.reset(self.stream_id)  # never mix two resolutions in one window
+            self.engine.reset(self.stream_id)  # never mix two resolutions or rates in a window
         return True
 
     def do_sink_event(self, event: Gst.Event) -> bool:
@@ -223,7 +232,11 @@ class HcmlAction(GstBase.BaseTransform):
                 for sid in list(self.engine.streams):
                     self.engine.reset(sid)
             elif kind == Gst.EventType.EOS:
-                self._emit(None, self.engine.drain())
+                try:
+                    self._emit(None, self.engine.drain())
+                except Exception as err:  # noqa: BLE001 - the EOS must still go downstream
+                    self._report(err)
+                    self._emit(None, self.engine.drain())  # the windows done before the failure
                 for sid in list(self.engine.streams):
                     self.engine.remove(sid)
                 self.stream_caps.clear()
@@ -255,8 +268,7 @@ class HcmlAction(GstBase.BaseTransform):
                 buf.unmap(mapinfo)
         except Exception as err:  # noqa: BLE001 - reported on the bus, frames keep flowing
             return self._report(err)
-        self._emit(buf, preds)
-        return Gst.FlowReturn.OK
+        return self._emit(buf, preds)
 
     def _transform_batch(self, buf: Gst.Buffer) -> Gst.FlowReturn:
         """DeepStream: one stream per source id, frames read on the GPU, classifier meta out."""
@@ -269,13 +281,14 @@ class HcmlAction(GstBase.BaseTransform):
                     deepstream.attach_classifier_meta(
                         batch_meta, frame_meta, pred.label, pred.class_id, pred.score
                     )
-                self._emit(buf, preds)
+                if self._emit(buf, preds) != Gst.FlowReturn.OK:
+                    return Gst.FlowReturn.ERROR
         except Exception as err:  # noqa: BLE001 - reported on the bus, frames keep flowing
             return self._report(err)
         return Gst.FlowReturn.OK
 
-    def _report(self, err: Exception) -> Gst.FlowReturn:
-        text = f"hcmlaction: inference failed: {err}"
+    def _report(self, err: Exception, what: str = "inference failed") -> Gst.FlowReturn:
+        text = f"hcmlaction: {what}: {err}"
         if self.props_["on_error"] == "fail":
             self._fail(text, repr(err))
             return Gst.FlowReturn.ERROR
@@ -283,7 +296,8 @@ class HcmlAction(GstBase.BaseTransform):
         self.post_message(Gst.Message.new_warning(self, gerr, repr(err)))
         return Gst.FlowReturn.OK
 
-    def _emit(self, buf: Gst.Buffer | None, preds) -> None:
+    def _emit(self, buf: Gst.Buffer | None, preds) -> Gst.FlowReturn:
+        flow = Gst.FlowReturn.OK
         for pred in preds:
             if buf is not None:
                 attach_meta(buf, pred)
@@ -303,8 +317,12 @@ class HcmlAction(GstBase.BaseTransform):
                 s.set_value("topk", ";".join(f"{lb}:{sc:.6f}" for lb, sc in pred.topk))
                 self.post_message(Gst.Message.new_element(self, s))
             if self.events is not None:
-                self.events.write(pred.to_json() + "\n")
-                self.events.flush()
+                try:
+                    self.events.write(pred.to_json() + "\n")
+                    self.events.flush()
+                except OSError as err:  # disk full, file gone: like an inference failure
+                    flow = self._report(err, f"cannot write events to {self.props_['events']}")
+        return flow
 
 
 def _read_labels(value: str) -> list[str]:
