@@ -16,7 +16,8 @@ incremental=false``: only frame 0 of every 1000 is sampled and the window (T sam
 never fills on a stream shorter than 1000 x T frames, so no inference runs. What is left is the
 element's own per-buffer work: map, caps/PTS bookkeeping and scheduling (frames the frame step
 does not sample are never converted, so this excludes preprocessing, which the sync rows
-include: about 3 ms a sampled 720p frame with inference). Its overhead per buffer = its CPU (and wall) ms per frame minus identity's.
+include: about 3 ms a sampled 720p frame with inference). Its overhead per buffer = its CPU
+(and wall) ms per frame minus identity's.
 Goal: async mode keeps >= 95% of identity's fps.
 """
 
