@@ -111,8 +111,8 @@ def test_caps_change_mid_stream_resets_the_window(synth_clips, tmp_path, tiny_ca
     events = tmp_path / "ev.jsonl"
     desc = (f"concat name=c ! videoconvert ! hcmlaction model={tiny_card} stride=4 "
             f"events={events} ! fakesink name=sink "
-            f"filesrc location={a} ! decodebin ! c.  "
-            f"filesrc location={b} ! decodebin ! c.")  # fmt: skip
+            f"filesrc location={a} ! decodebin ! c.sink_0  "
+            f"filesrc location={b} ! decodebin ! c.sink_1")  # fmt: skip
     run = run_pipeline(desc, events=events)
     assert run.eos and not run.errors and run.buffers == 32
     # 3 windows in each part; none spans the resolution change.
