@@ -21,7 +21,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["FORMAT", "CheckpointError", "save_checkpoint", "load_checkpoint", "load_model"]
+__all__ = [
+    "FORMAT",
+    "CheckpointError",
+    "atomic_save",
+    "save_checkpoint",
+    "load_checkpoint",
+    "load_model",
+]
 
 FORMAT = "hcml-checkpoint/1"
 _PLAIN = (str, int, float, bool, type(None), Tensor, torch.Size, torch.dtype)
@@ -72,6 +79,11 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra: Any) -> 
         **extra,
     }
     _check_plain(payload, "checkpoint")
+    return atomic_save(path, payload)
+
+
+def atomic_save(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -16,7 +16,6 @@ import json
 import math
 import os
 import random
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from hcml.model.checkpoint import atomic_save
 
 __all__ = [
     "DistInfo",
@@ -111,24 +112,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def atomic_save(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def _to_device(batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
