@@ -347,6 +347,13 @@ class _Scope:
             self.issue(key, message)
         return ok
 
+    def positive_int(self, key: str) -> int | None:
+        """The key's value when it is an integer >= 1; else None and an issue."""
+        value = self.get(key)
+        ok = isinstance(value, int) and value >= 1
+        self.true(key, ok, f"expected an integer >= 1, found {value}")
+        return value if ok else None
+
     def ints(self, key: str, default: str | None = None) -> list[int] | None:
         raw = self.get(key)
         raw = default if raw is None else raw
@@ -775,13 +782,7 @@ class _Checker:
                 model_onnx = _triton_model_file(repo_cfg.parent, None)
         card = self.resolve_card(ic, self.card_for_onnx(model_onnx), hint)
         facts = _Facts(card=card)
-        mb = ic.get("max_batch_size")
-        if ic.true(
-            "max_batch_size",
-            isinstance(mb, int) and mb >= 1,
-            f"expected an integer >= 1, found {mb}",
-        ):
-            facts.batch = mb
+        facts.batch = ic.positive_int("max_batch_size")
         if repo_cfg is not None:
             model = self.check(repo_cfg, card.path if card is not None else None)
             if model is not None and model.batch is not None and facts.batch is not None:
@@ -840,13 +841,7 @@ class _Checker:
         if platform is None and m.get("backend") == "onnxruntime":
             platform = "onnxruntime_onnx"
         m.expect("platform", "onnxruntime_onnx", found=platform)
-        mb = m.get("max_batch_size")
-        if m.true(
-            "max_batch_size",
-            isinstance(mb, int) and mb >= 1,
-            f"expected an integer >= 1, found {mb}",
-        ):
-            facts.batch = mb
+        facts.batch = m.positive_int("max_batch_size")
         if card is None:
             return facts
         v = deepstream_values(card)
