@@ -125,3 +125,29 @@ def test_torch_cuda_matches_cpu(card_dir):
     assert "cuda" in gpu.describe()
     frames = np.random.default_rng(2).standard_normal((2, 3, 12, 32, 32), dtype=np.float32)
     assert _stream_diff(gpu, cpu, frames) < 1e-3
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_torch_cuda_graphs_match_eager(card_dir):
+    from hcml.backends.torch_backend import TorchBackend
+    from hcml.export.reference import ToyMotionNet
+
+    card = ModelCard.load(card_dir / "toy_t8.json")
+    model = ToyMotionNet(frames=8, size=32)
+    model.load_state_dict(torch.load(card_dir / "toy_t8.state.pt", weights_only=True))
+    graphs = TorchBackend(model, card, device="cuda", cuda_graphs=True)
+    eager = TorchBackend(model, card, device="cuda")
+    assert "CUDA graphs" in graphs.describe()
+    frames = np.random.default_rng(3).standard_normal((2, 3, 20, 32, 32), dtype=np.float32)
+    # replays reuse output buffers: a stream of 20 steps checks that no output is overwritten
+    assert _stream_diff(graphs, eager, frames) < 1e-3
+
+
+def test_torch_cuda_graphs_refuse_cpu(card_dir):
+    from hcml.backends.torch_backend import TorchBackend
+    from hcml.export.reference import ToyMotionNet
+
+    card = ModelCard.load(card_dir / "toy_t8.json")
+    with pytest.raises(ValueError, match="cuda_graphs needs device=cuda"):
+        TorchBackend(ToyMotionNet(frames=8, size=32), card, device="cpu", cuda_graphs=True)

@@ -1,5 +1,10 @@
 """PyTorch engine: eager on CPU or CUDA (optionally ``torch.compile``), from a checkpoint or card.
 
+``cuda_graphs=True`` (CUDA only) compiles both graphs with ``mode="reduce-overhead"``, which
+records CUDA graphs and replays them: one launch a step instead of one a kernel. Replays write
+into the same output buffers, so every output is copied (state clone, logits to host) before the
+next call.
+
 It runs the network itself (``model.forward`` for clips) and ``hcml.export.step.StepModel`` for
 streaming, i.e. the very modules that ``hcml export`` turns into the ONNX graphs; the exactness
 tests compare the others against it.
@@ -40,6 +45,7 @@ class TorchBackend(Backend):
         device: str = "cpu",
         compile: bool = False,
         threads: int | None = None,
+        cuda_graphs: bool = False,
     ):
         from hcml.export.step import StepModel
 
@@ -54,15 +60,23 @@ class TorchBackend(Backend):
         self.device = device
         self._dev = torch.device(device)
         self.model = model.eval().to(self._dev)
-        self.compiled = compile
+        if cuda_graphs and not device.startswith("cuda"):
+            raise ValueError(
+                "torch backend: cuda_graphs needs device=cuda (CUDA graphs are GPU-only)"
+            )
+        self.cuda_graphs = cuda_graphs
+        self.compiled = compile or cuda_graphs
         try:
             self.step_model: StepModel | None = StepModel(self.model, card.window, card.input_size)
         except (TypeError, ValueError):
             self.step_model = None
         self.supports_step = self.step_model is not None
-        self._clip_fn = torch.compile(self.model) if compile else self.model
+        mode = "reduce-overhead" if cuda_graphs else None
+        self._clip_fn = torch.compile(self.model, mode=mode) if self.compiled else self.model
         self._step_fn = (
-            torch.compile(self.step_model) if compile and self.step_model else self.step_model
+            torch.compile(self.step_model, mode=mode)
+            if self.compiled and self.step_model
+            else self.step_model
         )
 
     # ---------------------------------------------------------------- construction
@@ -98,7 +112,7 @@ class TorchBackend(Backend):
             where = f"{self.device} ({torch.cuda.get_device_name(self._dev)})"
         else:
             where = f"cpu, {torch.get_num_threads()} threads"
-        mode = "compiled" if self.compiled else "eager"
+        mode = "CUDA graphs" if self.cuda_graphs else "compiled" if self.compiled else "eager"
         return f"torch {torch.__version__} {mode}, {where}"
 
     def _tensor(self, x: Any) -> torch.Tensor:
@@ -106,7 +120,13 @@ class TorchBackend(Backend):
 
     @torch.inference_mode()
     def run_clip(self, frames: Any) -> np.ndarray:
+        self._mark_step()
         return self._clip_fn(self._tensor(frames)).float().cpu().numpy()
+
+    def _mark_step(self) -> None:
+        """Tell the CUDA-graph trees that the previous replay's outputs are no longer read."""
+        if self.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
 
     def _init_tensors(self, batch: int) -> dict[str, Any]:
         assert self.step_model is not None
@@ -117,6 +137,7 @@ class TorchBackend(Backend):
     def _step(self, frame: Any, tensors: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
         assert self.step_model is not None
         names = self.step_model.state_names
+        self._mark_step()
         outs = self._step_fn(self._tensor(frame), *(tensors[n] for n in names))
         # clone: a state entry may be a view of the caller's frame (a pairing op's cache of the
         # raw input) or of a larger temporary; the state must own its memory
