@@ -22,6 +22,7 @@ from pathlib import Path
 @dataclass
 class Run:
     messages: list[dict] = field(default_factory=list)  # hcml-action bus messages
+    stream_messages: list[dict] = field(default_factory=list)  # hcml-stream bus messages
     metas: list[dict] = field(default_factory=list)  # HcmlActionMeta read on the sink pad
     events: list[dict] = field(default_factory=list)  # JSON lines
     errors: list[list[str]] = field(default_factory=list)  # [source element, message]
@@ -187,6 +188,11 @@ def _run_one(Gst, job: dict) -> Run:
                 and msg.get_structure().get_name() == "hcml-action"
             ):
                 result.messages.append(_structure_dict(msg.get_structure()))
+            elif (
+                msg.type == Gst.MessageType.ELEMENT
+                and msg.get_structure().get_name() == "hcml-stream"
+            ):
+                result.stream_messages.append(_structure_dict(msg.get_structure()))
             elif msg.type == Gst.MessageType.ERROR:
                 err, _ = msg.parse_error()
                 result.errors.append([msg.src.get_name(), err.message])

@@ -112,6 +112,7 @@ class Harness:
         self.predictions: list[dict] = []
         self.warnings: list[str] = []
         self.errors: list[str] = []
+        self.stream_events: list[dict] = []  # hcml-stream messages (idle eviction)
 
     def _chain(self, _pad, _parent, buf):
         self.out.append(buf.pts)
@@ -167,6 +168,9 @@ class Harness:
             if msg.type == Gst.MessageType.ELEMENT and s.get_name() == "hcml-action":
                 self.predictions.append({k: s.get_value(k) for k in (
                     "stream", "window-start-pts", "window-end-pts", "score")})  # fmt: skip
+            elif msg.type == Gst.MessageType.ELEMENT and s.get_name() == "hcml-stream":
+                self.stream_events.append({k: s.get_value(k) for k in ("stream", "event",
+                                                                       "last-pts")})  # fmt: skip
             elif msg.type == Gst.MessageType.WARNING:
                 self.warnings.append(msg.parse_warning()[0].message)
             elif msg.type == Gst.MessageType.ERROR:
@@ -186,6 +190,7 @@ class Harness:
             "push_s": self.push_s,
             "warnings": self.warnings,
             "errors": self.errors,
+            "stream_events": self.stream_events,
             **extra,
         }
 
@@ -286,6 +291,20 @@ def _streams_added_and_removed(cycles: int) -> dict:
     growth = _rss_kib() - rss
     h.stop()
     return h.report(left=sum(left), rss_growth_kib=growth)
+
+
+def _source_leaves_a_funnel(timeout: float) -> dict:
+    """Stream a sends 6 frames and goes away without EOS (as behind a funnel); b goes on 40."""
+    FakeBackend(window=4)
+    h = Harness(stream_timeout=timeout)
+    h.start()
+    h.stream("a")
+    h.push(6)  # PTS 0-200 ms
+    h.stream("b")  # funnel switches: stream-start, caps, segment of the other source
+    h.push(40)  # PTS 240 ms - 1.8 s
+    held = sorted(h.el.engine.streams), sorted(h.el.stream_caps)
+    h.stop()
+    return h.report(held=held)
 
 
 def _slow_backend_live() -> dict:
@@ -409,6 +428,17 @@ def test_streams_added_and_removed_1000_times_leave_nothing_behind(child):
     assert len(r["frames"]) == 1000 == len(set(r["streams"])) and r["out"] == 4000
     assert set(r["flows"]) == {"ok"} and not r["warnings"] and not r["errors"]
     assert r["rss_growth_kib"] < 20 * 1024, f"RSS grew {r['rss_growth_kib']} KiB in 900 cycles"
+
+
+def test_a_source_that_leaves_a_funnel_without_eos_is_evicted_after_stream_timeout(child):
+    r = child(_source_leaves_a_funnel, 1.0)
+    # a's newest frame is at 200 ms: evicted at b's first frame past 1.2 s (frame 31, 1.24 s)
+    assert r["stream_events"] == [{"stream": "a", "event": "evicted", "last-pts": 5 * FRAME_NS}]
+    # a's window state and caps entry are gone (b's caps equal a's: no set_caps, no entry)
+    assert r["held"] == (["b"], [])
+    assert r["frames"] == [3, 4, 5] + list(range(9, 46)) and r["out"] == 46  # b unaffected
+    r = child(_source_leaves_a_funnel, 0.0)  # stream-timeout=0: kept until the pipeline's EOS
+    assert r["stream_events"] == [] and r["held"] == (["a", "b"], ["a"])
 
 
 def test_slow_backend_under_a_live_source_drops_windows_never_frames(child):

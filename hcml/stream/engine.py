@@ -16,6 +16,11 @@ and returns the predictions that are ready. Frame sampling and windows:
 replaces a pending one (counted in ``dropped``) and ``push`` never waits for inference; results
 come back from a later ``push`` or from ``drain()``. Async mode uses full-window inference, since
 step state must see every sampled frame. Timestamps are the frames' PTS (ns), never counters.
+
+``idle_timeout`` (seconds, 0 = off) evicts a stream whose newest frame is that much older (in
+PTS) than a frame another stream just pushed: a source that leaves a ``funnel`` never sends its
+own EOS downstream, and would otherwise keep its state until the pipeline's EOS. Streams must
+share a timestamp base (live sources, or files started together) for this to be meaningful.
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ class _Stream:
 
     def __init__(self, engine: StreamEngine):
         self.frames = 0  # input frames since start/reset
+        self.last_pts = 0  # PTS of the newest input frame (sampled or not)
         self.sampled = 0  # sampled frames since start/reset
         self.last_emit: int | None = None
         self.pts: deque[int] = deque(maxlen=engine.window)
@@ -89,6 +95,7 @@ class StreamEngine:
         mode: str = "sync",
         labels: list[str] | None = None,
         device: str = "cpu",
+        idle_timeout: float = 0.0,
     ):
         card = backend.card
         self.backend = backend
@@ -117,6 +124,12 @@ class StreamEngine:
         self.streams: dict[str, _Stream] = {}
         self.dropped = 0
         self.predictions = 0
+        if idle_timeout < 0:
+            raise ValueError(f"idle_timeout must be >= 0 seconds, got {idle_timeout}")
+        self.idle_timeout_ns = int(idle_timeout * 1e9)
+        self.evicted = 0
+        # called as on_evict(stream, last_pts) for each stream evicted as idle
+        self.on_evict: Callable[[str, int], None] | None = None
         self._lock = threading.Lock()
         self._results: list[Prediction] = []
         self._pending: tuple | None = None
@@ -141,6 +154,15 @@ class StreamEngine:
         """Evict a stream (EOS, stream removed) and free its ring."""
         self.reset(stream)
 
+    def _evict_idle(self, now: int) -> None:
+        """Remove every stream whose newest frame is older than ``now - idle_timeout``."""
+        limit = now - self.idle_timeout_ns
+        for sid, st in [(sid, st) for sid, st in self.streams.items() if st.last_pts < limit]:
+            self.remove(sid)
+            self.evicted += 1
+            if self.on_evict is not None:
+                self.on_evict(sid, st.last_pts)
+
     # ---------------------------------------------------------------- the hot path
     def push(
         self, stream: str, frame: torch.Tensor | Callable[[], torch.Tensor], pts: int
@@ -150,9 +172,12 @@ class StreamEngine:
         ``frame`` may be a callable returning it: it is called only for frames the frame step
         samples, so skipped frames cost no preprocessing.
         """
+        if self.idle_timeout_ns and self.streams:
+            self._evict_idle(int(pts))
         st = self.streams.get(stream)
         if st is None:
             st = self.streams[stream] = _Stream(self)
+        st.last_pts = int(pts)
         index = st.frames
         st.frames += 1
         out = self._collect() if self.mode == "async" else []

@@ -125,6 +125,9 @@ class HcmlAction(GstBase.BaseTransform):
         "silent": _prop(bool, "Silent", "Do not post hcml-action bus messages", False),
         "on-error": _prop(str, "On error", "warn: post a warning and keep passing frames; "
                           "fail: post an error", "warn"),
+        "stream-timeout": _prop(float, "Stream timeout", "Forget a stream whose newest frame is "
+                                "this many seconds (PTS) behind another stream's, e.g. a source "
+                                "that left a funnel without EOS (0 = never)", 0.0, 1e6, 30.0),
     }  # fmt: skip
 
     def __init__(self):
@@ -184,7 +187,9 @@ class HcmlAction(GstBase.BaseTransform):
                 mode=p["mode"],
                 labels=labels,
                 device=p["device"],
+                idle_timeout=p["stream_timeout"],
             )
+            self.engine.on_evict = self._on_evicted
             card = backend.card
             self.preprocess = Preprocessor(card.input_size, card.mean, card.std, p["device"])
         except Exception as err:  # noqa: BLE001 - every cause becomes a named bus error
@@ -269,6 +274,15 @@ class HcmlAction(GstBase.BaseTransform):
         except Exception as err:  # noqa: BLE001 - reported on the bus, frames keep flowing
             return self._report(err)
         return self._emit(buf, preds)
+
+    def _on_evicted(self, stream: str, last_pts: int) -> None:
+        """An idle stream was forgotten (``stream-timeout``): drop its caps, tell the app."""
+        self.stream_caps.pop(stream, None)
+        s = Gst.Structure.new_empty("hcml-stream")
+        s.set_value("stream", stream)
+        s.set_value("event", "evicted")
+        s.set_value("last-pts", GObject.Value(GObject.TYPE_UINT64, last_pts))
+        self.post_message(Gst.Message.new_element(self, s))
 
     def _transform_batch(self, buf: Gst.Buffer) -> Gst.FlowReturn:
         """DeepStream: one stream per source id, frames read on the GPU, classifier meta out."""
