@@ -161,3 +161,19 @@ def test_tsm_exports_a_clip_graph_only(tmp_path):
     b = load_backend(card.path)
     assert not b.supports_step
     assert b.run_clip(np.zeros((1, 3, 8, 64, 64), np.float32)).shape == (1, 12)
+
+
+def test_motion_moments_export_and_stream_exactly():
+    """A network with MotionMoments in every PMB: ONNX (both graphs) == torch, step == clip."""
+    torch.manual_seed(2)
+    model = randomize_(
+        registry.create_model("hcml_tiny", frames=8, levels=[0, 1, 2, 3], moments_window=8)
+    )
+    out = tempfile.mkdtemp(prefix="hcml-moments-")
+    card = export_model(model, out, "moments_t8", window=8, input_size=(64, 64))
+    ob, tb = load_backend(card.path), TorchBackend(model, load_backend(card.path).card)
+    rng = np.random.default_rng(6)
+    clip = rng.standard_normal((2, 3, 8, 64, 64), dtype=np.float32)
+    assert np.abs(ob.run_clip(clip) - tb.run_clip(clip)).max() < 1e-4
+    x = rng.standard_normal((1, 3, 24, 64, 64), dtype=np.float32)
+    assert _check_stream(ob, x, 8, 1) < 1e-4

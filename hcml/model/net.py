@@ -94,6 +94,7 @@ class HCMLNet(nn.Module):
                     stride=int(cfg["stride"]),
                     zero_init=bool(cfg.get("zero_init_fusion", False)),
                     impl=cfg.get("cost_volume_impl", "auto"),
+                    moments_radius=_cells(cfg.get("moments_window", 0), self.backbone.strides[lv]),
                 )
                 for lv in self.levels
             }
@@ -178,6 +179,11 @@ class HCMLNet(nn.Module):
     def streaming_depth(self) -> int:
         """Number of pairing ops = frames after t that the last level's Z_t depends on."""
         return len(self.levels) + (1 if self.frame_diff is not None else 0)
+
+
+def _cells(pixels: float, stride: int) -> int:
+    """A window half-width in input pixels -> cells of a level (>= 1; 0 when off)."""
+    return max(1, round(pixels / stride)) if pixels > 0 else 0
 
 
 def _to_5d(z: Tensor, frames: int) -> Tensor:

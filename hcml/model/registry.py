@@ -152,6 +152,7 @@ def _define(name: str, backbone: str, variant: str, **extra: Any) -> None:
         "shift_div": 8,
         "zero_init_fusion": False,
         "cost_volume_impl": "auto",
+        "moments_window": 0,  # half-width in input pixels; > 0 adds MotionMoments to every PMB
         "train": dict(TRAIN_DEFAULTS),
     }
     train = extra.pop("train", {})
