@@ -121,6 +121,19 @@ def test_latency_intervals(tmp_path, toy_card):
     assert 0 < result["latency_ms"]["p50"] <= result["latency_ms"]["p99"]
     assert result["soak"]["applies"] is False
     assert "Soak verdict: not applicable" in section and "p99 ms" in section
+    # a soak-length result renders into its own section and plot; the short run's stays
+    md = tmp_path / "BENCHMARKS.md"
+    soak = dict(result, seconds=3600.0, soak=dict(result["soak"], applies=True, passed=True))
+    soak["soak"].update(rss_growth_pct=1.0, fds_growth_pct=0.0, baseline_t_s=300.0)
+    saved = tmp_path / "soak.json"
+    saved.write_text(json.dumps(soak))
+    argv = ["bench", "latency", "--from-json", str(saved), "--markdown", str(md)]
+    assert main([*argv, "--plots", str(tmp_path)]) == 0
+    text = md.read_text()
+    assert section in text  # untouched
+    soak_section = text.split(markers("soak")[0], 1)[1].split(markers("soak")[1], 1)[0]
+    assert "60 minutes" in soak_section and "**passed**" in soak_section
+    assert "](soak.png)" in soak_section and (tmp_path / "soak.png").is_file()
 
 
 @pytest.mark.slow

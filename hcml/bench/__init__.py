@@ -151,7 +151,8 @@ def _one(args: argparse.Namespace, suite: str) -> tuple[dict[str, Any], int]:
     if out is not None:
         write_json(out, result)
     if args.markdown is not None:
-        write_section(args.markdown, suite, mod.markdown(result, args.markdown), mod.TITLE)
+        name, title = mod.section(result) if hasattr(mod, "section") else (suite, mod.TITLE)
+        write_section(args.markdown, name, mod.markdown(result, args.markdown), title)
     check = getattr(mod, "status", None)
     return result, int(check(result)) if check else 0
 

@@ -39,6 +39,7 @@ from hcml.bench.common import (
 )
 
 TITLE = "Latency: live source, event latency, memory over time"
+SOAK_TITLE = "Soak: an hour of live input, memory and file descriptors"
 DEFAULT_MINUTES = 2.0
 SOAK_MINUTES = 10.0  # runs at least this long get the soak verdict
 SOAK_BASELINE_S = 300.0  # growth is measured from the 5-minute mark
@@ -197,6 +198,11 @@ def markdown(result: dict[str, Any], md: Path | None = None) -> str:
     )
 
 
+def section(result: dict[str, Any]) -> tuple[str, str]:
+    """BENCHMARKS.md section (name, title): a soak-length run has its own, beside the short one."""
+    return ("soak", SOAK_TITLE) if result["soak"]["applies"] else ("latency", TITLE)
+
+
 def plot(result: dict[str, Any], out_dir: Path) -> Path:
     import matplotlib
 
@@ -227,7 +233,7 @@ def plot(result: dict[str, Any], out_dir: Path) -> Path:
     fds.set_ylim(0, 1.5 * max(iv["fds"] for iv in ivs))
     fig.tight_layout()
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "latency.png"
+    path = out_dir / f"{section(result)[0]}.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
