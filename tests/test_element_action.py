@@ -168,11 +168,6 @@ def test_100_start_stop_cycles_do_not_grow_memory(tiny_card):
     assert growth < 50 * 1024, f"peak RSS grew {growth} KiB over 80 start/stop cycles"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue #5 open: the shipped model does not yet tell rotate_cw from rotate_ccw "
-    "(held-out top-1 89.3 %); remove this mark when a model meets the target",
-)
 def test_shipped_model_labels_match_the_clip_class(synth_clips, repo_root, tmp_path):
     cards = sorted((repo_root / "engines").glob("*.json"))
     if not cards:

@@ -24,11 +24,6 @@ def card() -> dict:
     return json.loads(DEFAULT_CARD.read_text())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue #5 open: the shipped model reaches 89.3 % (rotation direction not learnt); "
-    "remove this mark when a model meets the target",
-)
 def test_card_records_the_target_accuracy(card):
     heldout = card["metrics"]["heldout"]
     assert heldout["n"] >= 50 * 12
