@@ -44,6 +44,8 @@ def _worker(rank: int, port: int, out: str) -> None:
     loss.backward()
     if rank == 0:
         torch.save({k: p.grad for k, p in module.named_parameters()}, out)
+    # both ranks leave together: gloo aborts a process whose peer closes the pair mid-teardown
+    dist.barrier()
     dist.destroy_process_group()
 
 

@@ -123,6 +123,7 @@ def _ddp_worker(rank: int, world: int, port: int, recipe: dict, out: str, thread
         rates = run_stages(recipe, Path(out) / "ddp", rank, world)
         if rank == 0:
             (Path(out) / "ddp.json").write_text(json.dumps(rates))
+        dist.barrier()  # leave together: gloo aborts a rank whose peer closes mid-teardown
     finally:
         dist.destroy_process_group()
 
