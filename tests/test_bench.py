@@ -64,11 +64,26 @@ def test_streaming_writes_json_and_markdown(tmp_path, capsys):
 
 def test_model_flops_per_branch(tmp_path):
     result, section = _bench(tmp_path, "model", "--windows", "4", "--size", "32")
-    (report,) = result["reports"]
+    report = result["reports"][0]  # then the shipped card's row
     assert report["frames"] == 4 and report["input_size"] == [32, 32]
     assert report["flops"]["total"] >= report["flops"]["backbone"] + report["flops"]["motion"]
     assert set(result["goal"]) == {"text", "worst_pct", "met"}
     assert "motion overhead" in section and "Goal:" in section
+
+
+def test_model_flops_counts_the_card_at_its_own_config(tmp_path):
+    """The shipped card's row: its window, input size and levels, not the registry default's."""
+    from hcml import DEFAULT_CARD
+    from hcml.export.card import ModelCard
+
+    card = ModelCard.load(DEFAULT_CARD)
+    result, section = _bench(tmp_path, "model", "--windows", "4", "--size", "32",
+                             "--card", str(DEFAULT_CARD))  # fmt: skip
+    registry, shipped = result["reports"]
+    assert shipped["model"] == f"{card.name} (card)"
+    assert shipped["frames"] == card.window and shipped["input_size"] == list(card.input_size)
+    assert sorted(map(int, shipped["flops"]["motion_per_level"])) == sorted(card.levels)
+    assert f"{card.name} (card)" in section
 
 
 def test_backends_rows_and_skips(tmp_path, toy_card):

@@ -66,3 +66,26 @@ def test_no_parameters_and_exportable_shapes():
     assert not list(mm.parameters())
     out = mm(torch.rand(3, 25, 7, 9))
     assert out.shape == (3, 2, 7, 9) and torch.isfinite(out).all()
+
+
+def test_channel_softmax_is_written_out_for_onnx_runtime(tmp_path):
+    """The soft-argmax's softmax over displacements equals torch.softmax and exports without a
+    Softmax node (ONNX Runtime's CPU Softmax on a non-last axis transposes; it took a quarter of
+    the shipped step graph's time)."""
+    import onnx
+    import onnxruntime as ort
+
+    from hcml.model.motion import _softmax_channels
+
+    x = torch.randn(2, 25, 7, 9) * 20  # cv / tau reaches +-20
+    assert torch.allclose(_softmax_channels(x), torch.softmax(x, 1), atol=1e-6)
+    mm = MotionMoments(2, 1, 2).eval()
+    path = tmp_path / "moments.onnx"
+    torch.onnx.export(mm, (torch.rand(1, 25, 7, 9),), str(path), dynamo=False, opset_version=17,
+                      input_names=["cv"], dynamic_axes={"cv": {0: "batch"}})  # fmt: skip
+    assert "Softmax" not in {n.op_type for n in onnx.load(str(path)).graph.node}
+    cv = torch.rand(3, 25, 7, 9) * 2 - 1
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"cv": cv.numpy()}
+    )[0]
+    assert abs(got - mm(cv).numpy()).max() < 1e-4

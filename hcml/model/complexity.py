@@ -153,7 +153,10 @@ def complexity_report(
 
 
 def report(
-    name: str, frames: int | None = None, size: int | None = None, **overrides: Any
+    name: str,
+    frames: int | None = None,
+    size: int | tuple[int, int] | None = None,
+    **overrides: Any,
 ) -> dict[str, Any]:
     """``complexity_report`` of a registry model by name (random init)."""
     from hcml.model.registry import create_model
