@@ -17,10 +17,11 @@ from hcml.labels import LABELS
 from hcml.stream.game_score import format_report, load_events, score
 from hcml.stream.game_server import GameScene, class_schedule
 
-# The shipped card (held-out top-1 89.3 %) scored 0.755 (71/94 windows) on this loop (the 20 s
-# stream below, seed 3) in each of 3 runs on the 2-core machine (docs/PIPELINES.md); the floor
-# leaves room for timing (which frames a window holds depends on arrival) and no more.
-FLOOR = 0.65
+# The shipped card (held-out top-1 98.2 %) scored 0.894 (84/94 windows) on this loop (the 20 s
+# stream below, seed 3) in each of 3 runs on the 2-core machine (docs/PIPELINES.md; the card
+# before it, 89.3 % held-out, scored 0.755); the floor leaves room for timing (which frames a
+# window holds depends on arrival) and no more.
+FLOOR = 0.80
 SHIPPED = Path(__file__).resolve().parents[1] / "engines" / "hcml_tiny_motion.json"
 STREAM = ["--fps", "15", "--size", "112", "--duration", "20", "--segment-seconds", "2.5"]
 

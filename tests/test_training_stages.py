@@ -13,6 +13,8 @@ import yaml
 from hcml.cli import main
 from hcml.training.recipe import RecipeError, validate_recipe
 
+REPO = Path(__file__).resolve().parents[1]
+
 TINY = {
     "seed": 0,
     "model": {
@@ -153,3 +155,18 @@ def test_progressive_trains_only_what_its_loss_reaches(level):
     loss.backward()
     names = {id(p): n for n, p in module.named_parameters()}
     assert [names[id(p)] for p in params if p.grad is None] == []
+
+
+@pytest.mark.parametrize(
+    "recipe", sorted(p.relative_to(REPO) for p in (REPO / "training").rglob("*.yaml")), ids=str
+)
+def test_every_shipped_recipe_validates_and_builds_its_model(recipe):
+    """The recipes in training/ (default, CI smoke, each ablation row) load and build their
+    network; a typo in one would otherwise surface only after a long run was started."""
+    from hcml.training.recipe import load_recipe
+    from hcml.training.run import build_module
+
+    loaded = load_recipe(REPO / recipe)
+    net = build_module(loaded).deployable()
+    assert net.default_cfg["name"] == loaded["model"]["name"]
+    assert net.default_cfg["frames"] == loaded["model"]["frames"]

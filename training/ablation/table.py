@@ -24,6 +24,8 @@ ROWS = [
     ("mscv", "single-level cost volume (MotionSqueeze-like)"),
     ("hcml_nocl", "HCML without contrastive"),
     ("hcml", "HCML (flow, progressive, joint)"),
+    ("hcml_moments_nocl", "shipped architecture (levels 0-3, MotionMoments), no contrastive"),
+    ("hcml_moments", "shipped architecture, flow, progressive, joint"),
 ]
 
 
