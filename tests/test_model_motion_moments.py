@@ -70,8 +70,8 @@ def test_no_parameters_and_exportable_shapes():
 
 def test_channel_softmax_is_written_out_for_onnx_runtime(tmp_path):
     """The soft-argmax's softmax over displacements equals torch.softmax and exports without a
-    Softmax node (ONNX Runtime's CPU Softmax on a non-last axis transposes; it took a quarter of
-    the shipped step graph's time)."""
+    Softmax node (ONNX Runtime's CPU Softmax on a non-last axis runs through a transpose; the
+    rewrite took the shipped step graph from 2.66 to 2.25 ms, docs/ENGINES.md)."""
     import onnx
     import onnxruntime as ort
 
