@@ -28,7 +28,8 @@ $(VENV)/.stamp-apt:
 $(VENV)/.stamp-pip: $(VENV)/.stamp-apt setup.py
 	@[ -x $(PY) ] || /usr/bin/python3 -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,serve]'
+	$(PY) -m pip install -q --no-deps 'nvidia-pytriton==0.7.0'
 	@touch $@
 
 env: setup

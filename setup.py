@@ -24,6 +24,10 @@ setup(
     ],
     extras_require={
         "dev": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "ruff>=0.6"],
+        # `hcml serve` / backend=triton: the gRPC client. The server itself is the `tritonserver`
+        # binary inside nvidia-pytriton, which the Makefile installs with --no-deps: its
+        # numpy<2 pin would downgrade numpy for the whole project, and only its binary is used.
+        "serve": ["tritonclient[grpc]>=2.50"],
         # TensorRT, pycuda-free CUDA via torch, and DeepStream's pyds are installed from NVIDIA's
         # own channels (see README); they are never pulled from PyPI by this project.
     },
