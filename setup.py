@@ -21,6 +21,7 @@ setup(
         "pyyaml>=6",
         "matplotlib>=3.8",
         "tensorboard>=2.17",
+        "scikit-learn>=1.3",  # bundled sample photos: the generator's training textures
     ],
     extras_require={
         "dev": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "ruff>=0.6"],
