@@ -1,0 +1,139 @@
+"""The Triton model repository for a model card: what ``hcml serve`` loads and what DeepStream's
+``nvinferserver`` (gRPC mode) or any Triton client points at.
+
+Layout (one folder a model; ``NAME`` is the card's name)::
+
+    REPO/NAME/config.pbtxt        the clip graph: frames [B,3,T,H,W] -> logits [B,K]
+    REPO/NAME/1/model.onnx        copy of the card's clip ONNX
+    REPO/NAME/1/model.py          hcml/serve/triton_model.py (ONNX Runtime in the python backend)
+    REPO/NAME_step/config.pbtxt   the step graph: frame [B,3,H,W] + state.* -> logits + new_state.*
+    REPO/NAME_step/1/model.onnx   copy of the card's step ONNX
+    REPO/NAME_step/1/model.py     the same model.py
+
+Both models use ``backend: "python"`` (the Triton in the nvidia-pytriton wheel has no
+onnxruntime backend) with dynamic batching; the step graph is stateless on the server (the
+client sends and receives the per-stream state, docs/SERVING.md says why). The clip model is
+named exactly like the card, so nvinferserver's ``model_name: "NAME"`` finds it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from hcml.export.card import ModelCard
+
+__all__ = ["clip_model_name", "step_model_name", "triton_model_configs", "write_triton_repo"]
+
+MODEL_PY = Path(__file__).resolve().parent.parent / "serve" / "triton_model.py"
+
+
+def clip_model_name(card: ModelCard) -> str:
+    return card.name
+
+
+def step_model_name(card: ModelCard) -> str:
+    return card.name + "_step"
+
+
+def _dims(shape: list[int]) -> str:
+    """Card shape with the batch axis (-1) dropped -> protobuf text ``[ a, b, c ]``."""
+    return "[ " + ", ".join(str(int(d)) for d in shape[1:]) + " ]"
+
+
+def _tensor(name: str, shape: list[int]) -> str:
+    return f'  {{ name: "{name}" data_type: TYPE_FP32 dims: {_dims(shape)} }}'
+
+
+def _config(
+    name: str,
+    inputs: list[tuple[str, list[int]]],
+    outputs: list[tuple[str, list[int]]],
+    max_batch: int,
+    queue_delay_us: int,
+    instances: int,
+    threads: int,
+) -> str:
+    return "\n".join(
+        [
+            f"# written by hcml.export.triton_repo; model {name}",
+            f'name: "{name}"',
+            'backend: "python"',
+            f"max_batch_size: {max_batch}",
+            "input [",
+            ",\n".join(_tensor(n, s) for n, s in inputs),
+            "]",
+            "output [",
+            ",\n".join(_tensor(n, s) for n, s in outputs),
+            "]",
+            f"dynamic_batching {{ max_queue_delay_microseconds: {queue_delay_us} }}",
+            f"instance_group [ {{ kind: KIND_CPU count: {instances} }} ]",
+            'parameters { key: "onnx_file" value: { string_value: "model.onnx" } }',
+            f'parameters {{ key: "threads" value: {{ string_value: "{threads}" }} }}',
+            "",
+        ]
+    )
+
+
+def triton_model_configs(
+    card: ModelCard,
+    max_batch: int = 64,
+    queue_delay_us: int = 500,
+    instances: int = 1,
+    threads: int = 0,
+) -> dict[str, str]:
+    """{model name: config.pbtxt text} for the card's clip graph and (if any) step graph."""
+    opts = dict(
+        max_batch=max_batch, queue_delay_us=queue_delay_us, instances=instances, threads=threads
+    )
+    ct: dict[str, Any] = card.tensors.get("clip", {})
+    c_in, c_out = ct.get("input", "frames"), ct.get("output", "logits")
+    h, w = card.input_size
+    k = len(card.labels)
+    out = {
+        clip_model_name(card): _config(
+            clip_model_name(card),
+            [(c_in, ct.get("inputs", {}).get(c_in, [-1, 3, card.window, h, w]))],
+            [(c_out, ct.get("outputs", {}).get(c_out, [-1, k]))],
+            **opts,
+        )
+    }
+    if card.file("step") is not None:
+        st: dict[str, Any] = card.tensors.get("step", {})
+        s_in, s_out = st.get("input", "frame"), st.get("output", "logits")
+        state = st.get("state", [])
+        out[step_model_name(card)] = _config(
+            step_model_name(card),
+            [(s_in, st.get("inputs", {}).get(s_in, [-1, 3, h, w]))]
+            + [(s["name"], s["shape"]) for s in state],
+            [(s_out, st.get("outputs", {}).get(s_out, [-1, k]))]
+            + [(s["out"], s["shape"]) for s in state],
+            **opts,
+        )
+    return out
+
+
+def write_triton_repo(
+    card: ModelCard | str | os.PathLike, repo: str | os.PathLike, **options: Any
+) -> list[Path]:
+    """Write (or overwrite) the card's models into ``repo``; returns the files written.
+
+    options: ``max_batch``, ``queue_delay_us``, ``instances``, ``threads`` (see
+    ``triton_model_configs``). Other models already in ``repo`` are left alone, so several
+    cards can share one repository.
+    """
+    if not isinstance(card, ModelCard):
+        card = ModelCard.load(card)
+    repo = Path(repo)
+    written = []
+    roles = {clip_model_name(card): "clip", step_model_name(card): "step"}
+    for name, text in triton_model_configs(card, **options).items():
+        version = repo / name / "1"
+        version.mkdir(parents=True, exist_ok=True)
+        (repo / name / "config.pbtxt").write_text(text)
+        shutil.copyfile(MODEL_PY, version / "model.py")
+        shutil.copyfile(card.file(roles[name]), version / "model.onnx")  # type: ignore[arg-type]
+        written += [repo / name / "config.pbtxt", version / "model.py", version / "model.onnx"]
+    return written

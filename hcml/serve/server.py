@@ -1,0 +1,221 @@
+"""Start, watch and stop a real Triton Inference Server (the ``tritonserver`` binary shipped
+inside the nvidia-pytriton wheel) on a model repository.
+
+``TritonServer(repo, grpc_port=..., http_port=..., metrics_port=...)`` binds every endpoint to
+``host`` (127.0.0.1 by default); ``start()`` returns once ``/v2/health/ready`` answers 200
+(or raises ``ServeError`` with the tail of the server's log); ``stop()`` sends SIGTERM (Triton
+finishes in-flight requests) and SIGKILLs after ``timeout``. The python backend directory is
+assembled in a temporary folder from the wheel's pieces (backend library, utils, and the stub
+built for this Python version).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+__all__ = ["ServeError", "TritonServer", "free_port", "tritonserver_root"]
+
+
+class ServeError(RuntimeError):
+    """The server cannot be started or did not become ready; the message says why."""
+
+
+def tritonserver_root() -> Path:
+    """The ``tritonserver`` folder inside the installed nvidia-pytriton wheel."""
+    spec = importlib.util.find_spec("pytriton")  # never imported: only its files are used
+    if spec is None or not spec.submodule_search_locations:
+        raise ServeError(
+            "tritonserver not installed: run `make setup` (or "
+            "`pip install --no-deps nvidia-pytriton==0.7.0`)"
+        )
+    root = Path(list(spec.submodule_search_locations)[0]) / "tritonserver"
+    if not (root / "bin" / "tritonserver").is_file():
+        raise ServeError(f"no tritonserver binary in {root} (nvidia-pytriton wheel incomplete)")
+    return root
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _python_paths() -> str:
+    """site-packages folders of this interpreter (the venv's first), for the python backend."""
+    dirs = [
+        p for p in sys.path if p.endswith(("site-packages", "dist-packages")) and Path(p).is_dir()
+    ]
+    return os.pathsep.join(dirs)
+
+
+class TritonServer:
+    """One ``tritonserver`` process serving ``repository`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        repository: str | os.PathLike,
+        grpc_port: int = 8001,
+        http_port: int = 8000,
+        metrics_port: int = 8002,
+        host: str = "127.0.0.1",
+        log_file: str | os.PathLike | None = None,
+        verbose: int = 0,
+    ):
+        self.repository = Path(repository).resolve()
+        self.host = host
+        self.grpc_port, self.http_port, self.metrics_port = grpc_port, http_port, metrics_port
+        self.log_file = Path(log_file) if log_file else None
+        self.verbose = verbose
+        self.proc: subprocess.Popen | None = None
+        self._work: Path | None = None
+        self._log = None
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.http_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.host}:{self.metrics_port}/metrics"
+
+    def _backend_dir(self, root: Path) -> Path:
+        ver = f"{sys.version_info.major}.{sys.version_info.minor}"
+        stub = root / "python_backend_stubs" / ver / "triton_python_backend_stub"
+        if not stub.is_file():
+            raise ServeError(f"the Triton python backend has no stub for Python {ver} ({stub})")
+        self._work = Path(tempfile.mkdtemp(prefix="hcml-triton-"))
+        py = self._work / "backends" / "python"
+        py.mkdir(parents=True)
+        for src in (
+            root / "backends" / "python" / "libtriton_python.so",
+            root / "backends" / "python" / "triton_python_backend_utils.py",
+            stub,
+        ):
+            (py / src.name).symlink_to(src)
+        return self._work / "backends"
+
+    def command(self) -> list[str]:
+        root = tritonserver_root()
+        return [
+            str(root / "bin" / "tritonserver"),
+            f"--model-repository={self.repository}",
+            f"--backend-directory={self._backend_dir(root)}",
+            f"--cache-directory={root / 'caches'}",
+            f"--grpc-address={self.host}",
+            f"--grpc-port={self.grpc_port}",
+            f"--http-address={self.host}",
+            f"--http-port={self.http_port}",
+            f"--metrics-address={self.host}",
+            f"--metrics-port={self.metrics_port}",
+            "--allow-metrics=true",
+            "--allow-gpu-metrics=false",
+            "--exit-timeout-secs=5",
+            f"--log-verbose={self.verbose}",
+        ]
+
+    def start(self, timeout: float = 60.0) -> TritonServer:
+        """Launch and wait until every model is ready; ``ServeError`` if it exits or times out."""
+        if not self.repository.is_dir():
+            raise ServeError(f"model repository not found: {self.repository}")
+        cmd = self.command()
+        env = dict(os.environ, HCML_SERVE_PATH=_python_paths())
+        if self.log_file is not None:
+            self._log = open(self.log_file, "ab")  # noqa: SIM115 - closed in stop()
+        else:
+            self._log = tempfile.TemporaryFile()  # noqa: SIM115 - kept for error messages
+        self.proc = subprocess.Popen(
+            cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                tail = self.log_tail()
+                self._cleanup()
+                raise ServeError(f"tritonserver exited with {self.proc.returncode}: {tail}")
+            if self.ready():
+                return self
+            time.sleep(0.2)
+        self.stop()
+        raise ServeError(f"tritonserver not ready within {timeout:.0f} s: {self.log_tail()}")
+
+    def ready(self) -> bool:
+        """True when ``/v2/health/ready`` answers 200 (server up, every model loaded)."""
+        try:
+            with urllib.request.urlopen(self.http_url + "/v2/health/ready", timeout=1) as r:
+                return r.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 8) -> str:
+        """The last error lines of the server's log (or its last lines), one string."""
+        if self._log is None:
+            return ""
+        try:
+            self._log.flush()
+            self._log.seek(0)
+            text = self._log.read().decode(errors="replace")
+        except (OSError, ValueError):
+            if self.log_file is None:
+                return ""
+            text = self.log_file.read_text(errors="replace")
+        rows = [r for r in text.splitlines() if r.strip() and not r.startswith(("|", "+"))]
+        errors = [r for r in rows if r.startswith("E") or "error" in r.lower()]
+        return " / ".join((errors or rows)[-lines:])
+
+    def kill(self) -> None:
+        """SIGKILL the server (tests: a crashed server); its stubs exit on their own."""
+        if self.running():
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM, wait up to ``timeout`` s, then SIGKILL the process group; returns its rc."""
+        rc = None
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                    self.proc.wait(10)
+            rc = self.proc.returncode
+            # python backend stubs left behind by a killed server
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self._cleanup()
+        return rc
+
+    def _cleanup(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if self._work is not None:
+            shutil.rmtree(self._work, ignore_errors=True)
+            self._work = None
+
+    def __enter__(self) -> TritonServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
