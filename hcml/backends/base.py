@@ -30,7 +30,7 @@ from hcml.export.card import ModelCard, ModelCardError
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("onnxruntime", "torch", "tensorrt")
+BACKENDS = ("onnxruntime", "torch", "tensorrt", "triton")
 FRAMES_KEY = "frames"
 
 __all__ = [
@@ -286,4 +286,8 @@ def _open(name: str, card: ModelCard, device: str, options: dict) -> Backend:
         from hcml.backends.tensorrt_backend import TensorRTBackend
 
         return TensorRTBackend(card, device=device, **options)
+    if name == "triton":  # options: server="HOST:PORT" (hcml serve), timeout=, backoff=
+        from hcml.backends.triton_backend import TritonBackend
+
+        return TritonBackend(card, device=device, **options)
     raise ValueError(f"unknown backend {name!r}")
