@@ -97,9 +97,11 @@ class HcmlAction(GstBase.BaseTransform):
         "model": _prop(str, "Model", "Model card (.json), ONNX file with its card, or a "
                        "checkpoint (.pt, torch backend); unset: the shipped default, "
                        "engines/hcml_tiny_motion.json", None),
-        "backend": _prop(str, "Backend", "Inference engine: auto, onnxruntime, torch or tensorrt",
-                         "auto"),
+        "backend": _prop(str, "Backend", "Inference engine: auto, onnxruntime, torch, tensorrt "
+                         "or triton", "auto"),
         "device": _prop(str, "Device", "cpu, cuda or cuda:N", "cpu"),
+        "server": _prop(str, "Server", "Triton gRPC endpoint HOST:PORT for backend=triton "
+                        "(hcml serve)", None),
         "window": _prop(int, "Window", "Frames per prediction (0 = the model card's window)",
                         0, 1024, 0),
         "stride": _prop(int, "Stride", "Emit a prediction every N frames once a window is full",
@@ -172,7 +174,8 @@ class HcmlAction(GstBase.BaseTransform):
                 "set model=<card.json>"
             )
         try:
-            backend = load_backend(model, backend=p["backend"], device=p["device"])
+            extra = {"server": p["server"]} if p["backend"] == "triton" else {}
+            backend = load_backend(model, backend=p["backend"], device=p["device"], **extra)
             labels = _read_labels(p["labels"]) if p["labels"] else None
             self.engine = StreamEngine(
                 backend,
