@@ -44,10 +44,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def load_events(path: str | Path) -> list[dict]:
     """Prediction records with underscore keys (bus messages use dashes: window-end-pts)."""
     events = []
-    for line in Path(path).read_text().splitlines():
+    for n, line in enumerate(Path(path).read_text().splitlines(), start=1):
         if line.startswith("{"):
-            events.append({k.replace("-", "_"): v for k, v in json.loads(line).items()})
-    return events
+            try:
+                record = json.loads(line)
+            except ValueError as e:
+                raise ValueError(f"{path}:{n}: not a JSON record: {e}") from e
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}:{n}: not a JSON object")
+            events.append({k.replace("-", "_"): v for k, v in record.items()})
+    for n, e in enumerate(events, start=1):
+        missing = [k for k in ("window_start_pts", "window_end_pts", "label") if k not in e]
+        if missing and "label" in e:  # a prediction record without its window
+            raise ValueError(f"{path}: prediction {n} lacks {', '.join(missing)}")
+    return [e for e in events if "label" in e]
+
+
+def load_schedule(path: str | Path) -> dict:
+    """The JSON of ``hcml game-server --schedule``; ValueError naming the file when it is not
+    JSON or lacks ``fps`` / ``segments`` / ``frame_wall``."""
+    try:
+        schedule = json.loads(Path(path).read_text())
+    except ValueError as e:
+        raise ValueError(f"{path}: not JSON: {e}") from e
+    need = ("fps", "segments", "frame_wall")
+    if not isinstance(schedule, dict) or any(k not in schedule for k in need):
+        raise ValueError(
+            f"{path}: not a game-server schedule (needs {', '.join(need)}: hcml game-server "
+            "--schedule FILE)"
+        )
+    for i, seg in enumerate(schedule["segments"]):
+        if not isinstance(seg, dict) or any(
+            k not in seg for k in ("start_frame", "start_pts", "label")
+        ):
+            raise ValueError(f"{path}: segments[{i}] lacks start_frame, start_pts or label")
+    return schedule
 
 
 def score(events: list[dict], schedule: dict, first_frame: int = 0) -> dict:
@@ -117,7 +148,7 @@ def format_report(result: dict, schedule: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     try:
         events = load_events(args.events)
-        schedule = json.loads(args.schedule.read_text())
+        schedule = load_schedule(args.schedule)
     except (OSError, ValueError) as e:
         print(f"hcml game-score: {e}", file=sys.stderr)
         return 2

@@ -34,16 +34,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bars")
 
 
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) < 400 else text[:397] + "..."
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from hcml.data.datasets import DatasetError
+    from hcml.data.video import VideoReadError
+    from hcml.model.checkpoint import CheckpointError
     from hcml.training.recipe import RecipeError, load_recipe
     from hcml.training.run import run_recipe
 
     try:
         recipe = load_recipe(args.recipe)
     except RecipeError as e:
-        print(f"hcml train: {e}", file=sys.stderr)
+        print(f"hcml train: {_one_line(e)}", file=sys.stderr)
         return 2
     device = args.device
     if device == "auto":
@@ -58,9 +66,19 @@ def run(args: argparse.Namespace) -> int:
             stop_after=args.stop_after,
             progress=not args.no_progress,
         )
-    except (RecipeError, FileExistsError, FileNotFoundError) as e:
-        print(f"hcml train: {e}", file=sys.stderr)
+    except (
+        RecipeError,
+        DatasetError,
+        CheckpointError,
+        VideoReadError,
+        FileExistsError,
+        FileNotFoundError,
+    ) as e:
+        print(f"hcml train: {_one_line(e)}", file=sys.stderr)
         return 2
+    except FloatingPointError as e:  # a non-finite loss: the run diverged
+        print(f"hcml train: {_one_line(e)} (lower the lr, or resume from --out)", file=sys.stderr)
+        return 1
     brief = {k: {kk: vv for kk, vv in v.items() if kk != "losses"} for k, v in results.items()}
     print(json.dumps(brief, indent=1, default=str))
     return 0

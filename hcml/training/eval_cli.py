@@ -3,6 +3,11 @@
 MODEL: an ``hcml-checkpoint`` ``.pt`` or a model card ``.json`` (run through
 ``hcml.backends.load_backend``). DATASET: a folder ``<root>/<class>/<clip>.mp4``, a CSV
 ``path,label``, a Something-Something JSON, a Kinetics CSV, or ``synth:seed=S,clips=N``.
+
+A clip that cannot be decoded (corrupt, empty, not a video) is skipped: the count and each
+file are reported on stderr and under ``skipped`` in --json, and the metrics cover the clips
+that were read. --strict stops at the first such clip instead (exit status 2, one line naming
+the file).
 """
 
 from __future__ import annotations
@@ -31,7 +36,75 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY",
         help="for a model card: store top1/top5/reversal/n/dataset under metrics.KEY in the card",
     )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail on the first unreadable clip instead of skipping it",
+    )
     parser.add_argument("--no-progress", action="store_true")
+
+
+class _SkipUnreadable:
+    """``dataset[i]``, or None (recorded in ``skipped``) when the clip cannot be decoded (a
+    map-style dataset for ``DataLoader``; no worker processes, so ``skipped`` sees every item)."""
+
+    def __init__(self, dataset, strict: bool):
+        self.dataset, self.strict, self.skipped = dataset, strict, []
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        from hcml.data.video import VideoReadError
+
+        try:
+            return self.dataset[i]
+        except VideoReadError as e:
+            if self.strict:
+                raise
+            self.skipped.append(str(e))
+            return None
+
+
+def _collate(batch: list):
+    from torch.utils.data import default_collate
+
+    batch = [b for b in batch if b is not None]
+    return default_collate(batch) if batch else None
+
+
+def evaluate_skipping(fn, ds, names, batch_size: int, strict: bool, progress: bool):
+    """``evaluate.metrics`` over the readable clips of ``ds``; (result, skipped messages).
+
+    fn: float [B, 3, T, H, W] -> logits [B, K]. Raises VideoReadError with ``strict``, and
+    DatasetError when no clip at all could be read.
+    """
+    import numpy as np
+    import torch
+
+    from hcml.data.datasets import DatasetError
+    from hcml.training.evaluate import metrics
+
+    wrapped = _SkipUnreadable(ds, strict)
+    loader = torch.utils.data.DataLoader(
+        wrapped, batch_size=batch_size, shuffle=False, collate_fn=_collate
+    )
+    if progress:
+        from tqdm import tqdm
+
+        loader = tqdm(loader, desc="eval", unit="batch")
+    outs, ys = [], []
+    for batch in loader:
+        if batch is None:
+            continue
+        x, y = batch
+        outs.append(np.asarray(fn(x)))
+        ys.append(np.asarray(y))
+    if not outs:
+        raise DatasetError(f"none of the {len(ds)} clips could be read ({wrapped.skipped[0]})")
+    result = metrics(np.concatenate(outs), np.concatenate(ys), names)
+    result["skipped"] = list(wrapped.skipped)
+    return result
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,7 +112,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from hcml.data.datasets import ClipDataset, DatasetError, open_dataset
-    from hcml.training.evaluate import evaluate_fn, plot_confusion, plot_curves
+    from hcml.data.video import VideoReadError
+    from hcml.model.checkpoint import CheckpointError
+    from hcml.training.evaluate import plot_confusion, plot_curves
 
     path = Path(args.model)
     step = 1
@@ -75,18 +150,34 @@ def run(args: argparse.Namespace) -> int:
         if args.frame_step:
             step = args.frame_step
         source = open_dataset(args.dataset, labels=names)
-    except (FileNotFoundError, DatasetError, ValueError) as e:
+    except (FileNotFoundError, DatasetError, CheckpointError, ValueError) as e:
         print(f"hcml eval: {e}", file=sys.stderr)
         return 2
     names = list(source.labels)
     size = tuple(cfg["input_size"][-2:])
     ds = ClipDataset(source, int(cfg["frames"]), size, cfg["mean"], cfg["std"], step, "uniform")
-    result = evaluate_fn(fn, ds, names, args.batch_size, progress=not args.no_progress)
+    try:
+        result = evaluate_skipping(
+            fn, ds, names, args.batch_size, args.strict, progress=not args.no_progress
+        )
+    except (VideoReadError, DatasetError) as e:
+        more = " (--strict)" if isinstance(e, VideoReadError) else ""
+        print(f"hcml eval: {e}{more}", file=sys.stderr)
+        return 2
+    if result["skipped"]:
+        print(
+            f"hcml eval: skipped {len(result['skipped'])} of {len(ds)} clips that could not "
+            "be read (--strict to fail instead):",
+            file=sys.stderr,
+        )
+        for msg in result["skipped"]:
+            print(f"  {msg}", file=sys.stderr)
     result["model"] = str(path)
     result["dataset"] = str(args.dataset)
     rev = result["reversal"]
     print(
         f"top1 {result['top1']:.4f}  top5 {result['top5']:.4f}  n {result['n']}  "
+        f"skipped {len(result['skipped'])}  "
         f"reversal-pair acc {rev['accuracy']}  twin confusion {rev['twin_confusion']}"
     )
     for name, acc in result["per_class"].items():

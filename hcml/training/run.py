@@ -20,7 +20,67 @@ import torch
 
 from hcml.training.recipe import RecipeError
 
-__all__ = ["build_module", "build_datasets", "expand_phases", "run_recipe"]
+__all__ = ["build_module", "build_datasets", "check_values", "expand_phases", "run_recipe"]
+
+# (key, lowest allowed value, whether the bound itself is allowed) for every stage's optimizer
+_STAGE_BOUNDS = (
+    ("lr", 0.0, False),
+    ("min_lr", 0.0, True),
+    ("weight_decay", 0.0, True),
+    ("warmup", 0, True),
+    ("grad_clip", 0.0, True),
+)
+
+
+def check_values(recipe: dict[str, Any]) -> None:
+    """RecipeError naming the first out-of-range value (a negative lr, batch size 0, ...).
+
+    ``load_recipe`` checks keys and types; this checks what a run needs of the values, before
+    anything is built or written, so a bad value costs one line and leaves no run folder.
+    """
+    bs = recipe["data"].get("batch_size", 1)
+    if not isinstance(bs, int) or bs < 1:
+        raise RecipeError(f"data.batch_size must be a positive integer, got {bs!r}")
+    for i, spec in enumerate(recipe["stages"]):
+        for key, low, inclusive in _STAGE_BOUNDS:
+            v = spec.get(key)
+            if v is None:
+                continue
+            if not (v >= low if inclusive else v > low) or v != v:
+                rel = ">=" if inclusive else ">"
+                raise RecipeError(f"stages[{i}].{key} must be {rel} {low}, got {v!r}")
+        if spec.get("min_lr", 0.0) > spec["lr"]:
+            raise RecipeError(
+                f"stages[{i}].min_lr {spec['min_lr']!r} is above its lr {spec['lr']!r}"
+            )
+        init = spec.get("init")
+        if init and not Path(init).is_file():
+            raise RecipeError(f"stages[{i}].init: checkpoint not found: {init}")
+
+
+def _holds_a_run(out: Path) -> bool:
+    """Whether ``out`` holds a run worth keeping: any checkpoint (``*.pt``) at its top or in a
+    phase folder. A folder with only ``recipe.json`` and logs is a run that failed before its
+    first checkpoint; rerunning the same command starts it afresh (see ``_clear_failed_start``).
+    """
+    return any(out.glob("*.pt")) or any(out.glob("*/*.pt"))
+
+
+def _clear_failed_start(out: Path) -> None:
+    """Remove what a failed start wrote (recipe.json, ``NN-*`` phase folders without a
+    checkpoint); leave anything else. Raises FileExistsError when other files remain."""
+    import re
+
+    for p in out.iterdir():
+        if p.name == "recipe.json" and p.is_file():
+            p.unlink()
+        elif p.is_dir() and re.fullmatch(r"\d\d-[\w.-]+", p.name):
+            shutil.rmtree(p)
+    left = sorted(p.name for p in out.iterdir())
+    if left:
+        raise FileExistsError(
+            f"{out} holds files that are not a run ({', '.join(left[:3])}): choose another --out"
+        )
 
 
 def build_module(recipe: dict[str, Any]) -> torch.nn.Module:
@@ -41,8 +101,11 @@ def build_module(recipe: dict[str, Any]) -> torch.nn.Module:
     return HCMLTrainingWrapper(net)
 
 
-def build_datasets(recipe: dict[str, Any], cfg: dict[str, Any]):
-    """(train ClipDataset, its length or None, val ClipDataset or None) for model config cfg."""
+def build_datasets(recipe: dict[str, Any], cfg: dict[str, Any], progress: bool = True):
+    """(train ClipDataset, its length or None, val ClipDataset or None) for model config cfg.
+
+    progress: draw the bar of a synthetic cache's one-time render (``RenderedClips``).
+    """
     from hcml.data.datasets import ClipDataset, RenderedClips, SyntheticClips, open_dataset
     from hcml.data.transforms import ClipAugment
 
@@ -59,7 +122,9 @@ def build_datasets(recipe: dict[str, Any], cfg: dict[str, Any]):
             syn.get("size", size[0]),
         )
         if "cache" in syn:
-            source = RenderedClips(seed, n_frames, side, syn["length"], store_size=syn["cache"])
+            source = RenderedClips(
+                seed, n_frames, side, syn["length"], store_size=syn["cache"], progress=progress
+            )
         else:
             source = SyntheticClips(seed, n_frames, side, length=syn.get("length"))
         n = syn.get("length")
@@ -131,14 +196,22 @@ def run_recipe(
     if recipe["deterministic"]:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
+    check_values(recipe)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a folder: choose another --out")
     if out.exists() and any(out.iterdir()) and not resume:
-        raise FileExistsError(f"{out} already holds a run: pass --resume, or another --out")
+        if _holds_a_run(out):
+            raise FileExistsError(f"{out} already holds a run: pass --resume, or another --out")
+        if not (out / "recipe.json").is_file():
+            raise FileExistsError(f"{out} is not empty and holds no run: choose another --out")
+        if dist.main:
+            _clear_failed_start(out)  # a run of ours that failed before its first checkpoint
     if dist.world > 1:
         torch.distributed.barrier()
     torch.manual_seed(recipe["seed"])
     module = build_module(recipe)
     cfg = module.model.default_cfg
-    train_ds, n, val_ds = build_datasets(recipe, cfg)
+    train_ds, n, val_ds = build_datasets(recipe, cfg, progress=progress and dist.main)
     phases = expand_phases(recipe, module)
     if dist.main:
         out.mkdir(parents=True, exist_ok=True)

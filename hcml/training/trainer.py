@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hcml.model.checkpoint import atomic_save
+from hcml.model.checkpoint import CheckpointError, atomic_save
 
 __all__ = [
     "DistInfo",
@@ -34,6 +34,7 @@ __all__ = [
     "atomic_save",
     "cosine_lr",
     "init_distributed",
+    "load_training_state",
     "rng_state",
     "set_rng_state",
     "train_phase",
@@ -114,6 +115,27 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def load_training_state(path: Path) -> dict[str, Any]:
+    """A phase's ``last.pt`` (see ``train_phase``); CheckpointError naming the file when it is
+    truncated, corrupt or lacks a field (a run killed while the disk filled, a copied file)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, not a torch file, forbidden pickled object
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise CheckpointError(
+            f"{path}: cannot resume: not a readable training checkpoint (truncated or corrupt: "
+            f"{type(e).__name__}: {first}); delete it to restart this phase from its start"
+        ) from e
+    keys = ("module", "optimizer", "step", "rng")
+    missing = [k for k in keys if k not in state] if isinstance(state, dict) else list(keys)
+    if missing:
+        raise CheckpointError(
+            f"{path}: cannot resume: not a training checkpoint (missing {', '.join(missing)}); "
+            "delete it to restart this phase from its start"
+        )
+    return state
+
+
 def _to_device(batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     x, y = batch
     return x.to(device, non_blocking=True), torch.as_tensor(y).to(device)
@@ -156,9 +178,15 @@ def train_phase(
     step = 0
     last = out_dir / "last.pt"
     if resume and last.is_file():
-        state = torch.load(last, map_location="cpu", weights_only=True)
-        module.load_state_dict(state["module"])
-        opt.load_state_dict(state["optimizer"])
+        state = load_training_state(last)
+        try:
+            module.load_state_dict(state["module"])
+            opt.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError) as e:  # another recipe's module or stage
+            raise CheckpointError(
+                f"{last}: cannot resume: it does not fit this phase's model "
+                f"({str(e).splitlines()[0]}); resume with the recipe that wrote it"
+            ) from e
         if "scaler" in state and use_amp:
             scaler.load_state_dict(state["scaler"])
         step = int(state["step"])
