@@ -11,6 +11,11 @@ the ONNX is the card's. The card is --card, else the one beside the config's ONN
 preprocess config: the ONNX its app's or a neighbouring nvinfer config runs), else the
 '# hcml-card:' line hcml writes into generated configs.
 
+Lines starting "info:" are not errors: what the app or plugin will do with a valid config (the
+app runs triton-infer-config when infer-config is set too; nvinfer rebuilds a plan whose
+model-engine-file does not exist), or what cannot be checked from here (a TensorRT plan's
+tensors, a model served over gRPC).
+
 Exit status: 0 all keys agree ("ok: N keys checked"), 1 a disagreement (each error names the
 file, the group and the key, what was expected and what was found), 2 bad usage.
 """
@@ -70,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
             )
             return 2
     report = check_configs(files, card)
+    if not args.quiet:
+        for note in report.notes:
+            print(f"info: {note}")
     for issue in report.issues:
         print(f"error: {issue}", file=sys.stderr)
     cards = ", ".join(os.path.relpath(c) for c in report.cards) or "no card"

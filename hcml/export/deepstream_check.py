@@ -43,6 +43,9 @@ __all__ = [
 SCALE_RTOL = 1e-4  # channel-scale-factors, relative
 OFFSET_ATOL = 1e-3  # channel-mean-offsets / offsets on the 0..255 scale
 APP_GROUP = "action-recognition"
+# Triton platforms hcml can serve the clip graph with, and each one's default model file name
+TRITON_MODEL_FILES = {"onnxruntime_onnx": "model.onnx", "tensorrt_plan": "model.plan"}
+TRITON_BACKENDS = {"onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan"}
 APP_REQUIRED = (  # keys the app's parser reads unconditionally (deepstream_action_config_parse)
     "uri-list",
     "preprocess-config",
@@ -77,9 +80,12 @@ class Issue:
 
 @dataclass
 class CheckReport:
-    """What ``check_configs`` found: issues, number of keys compared, files and cards seen."""
+    """What ``check_configs`` found: issues (errors), notes (information that is no mismatch
+    with the card: what the app or plugin will do, what cannot be checked from here), number of
+    keys compared, files and cards seen."""
 
     issues: list[Issue] = field(default_factory=list)
+    notes: list[Issue] = field(default_factory=list)
     keys: int = 0
     files: list[Path] = field(default_factory=list)
     cards: list[Path] = field(default_factory=list)
@@ -329,6 +335,10 @@ class _Scope:
     def issue(self, key: str, message: str) -> None:
         self.c.report.issues.append(Issue(self.f, self.group or "model", key, message))
 
+    def note(self, key: str, message: str) -> None:
+        """Information, not an error (the exit status stays 0)."""
+        self.c.report.notes.append(Issue(self.f, self.group or "model", key, message))
+
     def expect(self, key: str, expected: Any, why: str = "", found: Any = _READ) -> bool:
         """found (default: the key's value) == expected, else an issue saying both."""
         self.c.report.keys += 1
@@ -391,18 +401,25 @@ class _Scope:
         found = "missing" if raw is None else f"found {raw}"
         self.true(key, ok, f"expected {expected}, {found}")
 
-    def path(self, key: str, raw: Any = _READ) -> Path | None:
+    def resolve(self, raw: str) -> Path:
+        """A path from the config, resolved against the config's folder."""
+        return Path(raw) if os.path.isabs(raw) else (self.f.parent / raw).resolve()
+
+    def path(self, key: str, raw: Any = _READ, why: str = "") -> Path | None:
         """The key's path, resolved against the config's folder; an issue if it is absent."""
         raw = self.get(key) if raw is _READ else raw
         if not raw:
-            self.true(key, False, "missing")
+            self.true(key, False, "missing" + why)
             return None
-        p = Path(raw) if os.path.isabs(raw) else (self.f.parent / raw).resolve()
+        p = self.resolve(raw)
         where = "" if _show(p) == raw else f" (resolved {_show(p)})"
-        return p if self.true(key, p.exists(), f"file not found: {raw}{where}") else None
+        return p if self.true(key, p.exists(), f"file not found: {raw}{where}{why}") else None
 
     def same_onnx(self, key: str, onnx: Path, card: ModelCard) -> None:
         """The ONNX a config loads is the card's clip graph (same file or same bytes)."""
+        if not onnx.is_file():  # callers check existence; never hash what is not there
+            self.true(key, False, f"file not found: {_show(onnx)}")
+            return
         clip = card.file("clip")
         want = card.sha256.get(card.files.get("clip", ""))
         ok = (clip is not None and onnx.resolve() == clip) or (
@@ -474,6 +491,22 @@ class _Checker:
         return None
 
     @staticmethod
+    def card_for_plan(plan: Path | None) -> Path | None:
+        """The card beside a TensorRT plan that records it under ``files.plans``."""
+        if plan is None or not plan.resolve().parent.is_dir():
+            return None
+        plan = plan.resolve()
+        for js in sorted(plan.parent.glob("*.json")):
+            try:
+                data = json.loads(js.read_text())
+                plans = (data.get("files") or {}).get("plans") or {}
+                if any(plan.name in (e.get("clip"), e.get("step")) for e in plans.values()):
+                    return js
+            except (OSError, ValueError, AttributeError):
+                continue
+        return None
+
+    @staticmethod
     def card_from_mark(f: Path) -> Path | None:
         for line in f.read_text(errors="replace").splitlines():
             if line.startswith(CARD_MARK):
@@ -534,8 +567,12 @@ class _Checker:
             " (the 3D action sample's sequence library)",
             found=os.path.basename(lib or "") or None,
         )
-        if lib and not os.path.isabs(lib):
-            g.path("custom-lib-path")
+        if lib and not os.path.isabs(lib) and not g.resolve(lib).exists():
+            g.note(
+                "custom-lib-path",
+                f"{lib} is not built here (the 3D action sample builds it: "
+                "custom_sequence_preprocess, make)",
+            )
         g.expect("custom-tensor-preparation-function", SEQUENCE_FUNC)
         g.expect("process-on-frame", "1", " (full frames)", found=g.get("process-on-frame") or "1")
         shape = g.ints("network-input-shape")
@@ -618,8 +655,23 @@ class _Checker:
 
     def infer(self, f: Path, kf: _KeyFile, hint: Path | None) -> _Facts:
         g = _Scope(self, f, "property", kf)
-        onnx = g.path("onnx-file")
-        card = self.resolve_card(g, self.card_for_onnx(onnx), hint)
+        onnx_raw, engine_raw = g.get("onnx-file"), g.get("model-engine-file")
+        # nvinfer's header lists onnx-file as the model for ONNX; a model-engine-file that
+        # exists is deserialized instead, so either one is enough
+        onnx = engine = None
+        if onnx_raw or not engine_raw:
+            onnx = g.path("onnx-file", why="" if onnx_raw else " (and no model-engine-file)")
+        if engine_raw and not onnx_raw:
+            engine = g.path("model-engine-file", why=" (no onnx-file to build it from)")
+        elif engine_raw:
+            engine = g.resolve(engine_raw)
+        card = self.resolve_card(
+            g,
+            self.card_for_onnx(onnx),
+            self.card_for_plan(engine) if not onnx else None,
+            hint,
+            None if onnx else self.card_for_onnx(_sibling_onnx(f)),
+        )
         facts = _Facts(card=card)
         g.expect("input-tensor-from-meta", "1", " (the clip tensor comes from nvdspreprocess)")
         g.expect("network-type", "1", " (classifier)")
@@ -657,18 +709,27 @@ class _Checker:
             except ValueError:
                 ok = False
             g.true("classifier-threshold", ok, f"expected a number >= 0, found {threshold}")
-        engine, onnx_raw = g.get("model-engine-file"), g.get("onnx-file")
-        if engine and onnx_raw and facts.batch:
+        if engine_raw and onnx_raw and facts.batch:
             precision = {str(v): k for k, v in PRECISIONS.items()}.get(mode, "fp32")
-            name = f"{onnx_raw}_b{facts.batch}_gpu{g.get('gpu-id') or '0'}_{precision}.engine"
-            g.expect(
-                "model-engine-file",
-                _show((f.parent / name).resolve()),
-                " (the name "
-                "nvinfer saves its plan under for this onnx-file, batch-size, gpu-id and "
-                "network-mode)",
-                found=_show((f.parent / engine).resolve()),
+            auto = f"{onnx_raw}_b{facts.batch}_gpu{g.get('gpu-id') or '0'}_{precision}.engine"
+            if engine != (f.parent / auto).resolve() and not (engine and engine.exists()):
+                g.note(
+                    "model-engine-file",
+                    f"{engine_raw} does not exist (yet): nvinfer builds the plan from onnx-file "
+                    f"and saves it as {auto}; under the name given here it is rebuilt at every "
+                    "start until that file exists",
+                )
+        if engine is not None and engine.exists() and not onnx_raw:
+            known = card is not None and any(
+                e.get("clip") and (card.root / e["clip"]).resolve() == engine.resolve()
+                for e in card.plans().values()
             )
+            if not known:
+                g.note(
+                    "model-engine-file",
+                    f"{_show(engine)} is a TensorRT plan hcml cannot open without TensorRT: its "
+                    "tensors are not checked, only the keys around it",
+                )
         labels = g.path("labelfile-path")
         if card is None:
             return facts
@@ -676,12 +737,13 @@ class _Checker:
         if onnx is not None:
             g.same_onnx("onnx-file", onnx, card)
         blobs = [b.strip() for b in (g.get("output-blob-names") or "").split(";") if b.strip()]
-        g.expect(
-            "output-blob-names",
-            v["output_name"],
-            " (the clip graph's output)",
-            found=";".join(blobs) or None,
-        )
+        if blobs:  # optional for ONNX: nvinfer takes the graph's outputs
+            g.expect(
+                "output-blob-names",
+                v["output_name"],
+                " (the clip graph's output)",
+                found=";".join(blobs),
+            )
         g.labels("labelfile-path", labels, card)
         if g.get("num-detected-classes") is not None:
             g.expect("num-detected-classes", str(v["num_classes"]), " (the card's labels)")
@@ -697,17 +759,17 @@ class _Checker:
             infer_raw is not None or triton_raw is not None,
             "missing (or triton-infer-config)",
         )
-        a.true(
-            "triton-infer-config",
-            infer_raw is None or triton_raw is None,
-            "both "
-            "infer-config and triton-infer-config are set: the app runs one of them; keep "
-            "the one you mean",
-        )
+        if infer_raw is not None and triton_raw is not None:
+            a.note(
+                "triton-infer-config",
+                "infer-config and triton-infer-config are both set: the app runs "
+                f"nvinferserver with {triton_raw} and ignores {infer_raw} (both are checked)",
+            )
         runs: list[tuple[str, Path, _Facts]] = []  # (key, config, facts) per inference config
         for key, raw in (("infer-config", infer_raw), ("triton-infer-config", triton_raw)):
             p = a.path(key) if raw is not None else None
-            facts = self.check(p, hint) if p is not None else None
+            found = next((fa.card.path for *_, fa in runs if fa.card is not None), None)
+            facts = self.check(p, found or hint) if p is not None else None
             if p is not None and facts is not None:
                 runs.append((key, p, facts))
         card = next((fa.card for *_, fa in runs if fa.card is not None), None)
@@ -770,17 +832,28 @@ class _Checker:
         ic, post = scope("infer_config"), scope("infer_config.postprocess")
         triton = scope("infer_config.backend.triton")
         repo = scope("infer_config.backend.triton.model_repo")
-        name, root = triton.get("model_name"), repo.get("root")
-        repo_cfg = model_onnx = None
-        if triton.true("model_name", name is not None, "missing") and repo.true(
-            "root",
-            root is not None,
-            "missing (a gRPC server's model repository cannot be checked from here)",
+        grpc = scope("infer_config.backend.triton.grpc")
+        name, root, url = triton.get("model_name"), repo.get("root"), grpc.get("url")
+        repo_cfg = model_file = None
+        triton.true("model_name", name is not None, "missing")
+        if url is not None and root is None:
+            grpc.note(
+                "url",
+                f"the model is served by the Triton server at {url} (gRPC): its model "
+                "configuration is on the server; check that server's config.pbtxt with "
+                "hcml check-config",
+            )
+        elif (
+            repo.true("root", root is not None, "missing (nor a grpc { url } of a Triton server)")
+            and name is not None
         ):
             repo_cfg = repo.path("root", f"{root}/{name}/config.pbtxt")
             if repo_cfg is not None:
-                model_onnx = _triton_model_file(repo_cfg.parent, None)
-        card = self.resolve_card(ic, self.card_for_onnx(model_onnx), hint)
+                model_file = _triton_model_file(repo_cfg.parent, _pbtxt_or_none(repo_cfg))
+        onnx = model_file if model_file is not None and model_file.suffix == ".onnx" else None
+        card = self.resolve_card(
+            ic, self.card_for_onnx(onnx), hint, self.card_for_onnx(_sibling_onnx(f))
+        )
         facts = _Facts(card=card)
         facts.batch = ic.positive_int("max_batch_size")
         if repo_cfg is not None:
@@ -811,8 +884,6 @@ class _Checker:
         if card is None:
             return facts
         v = deepstream_values(card)
-        if model_onnx is not None:
-            triton.same_onnx("model_name", model_onnx, card)
         post.labels("labelfile_path", labels, card)
         for what, role in (("inputs", "input"), ("outputs", "output")):
             layers = _pb_list(msg, f"infer_config.backend.{what}")
@@ -826,27 +897,44 @@ class _Checker:
 
     def triton_model(self, f: Path, msg: dict, hint: Path | None) -> _Facts:
         m = _Scope(self, f, "", msg)
-        model = _triton_model_file(f.parent, m.get("default_model_filename"))
+        platform = m.get("platform")
+        if platform is None:
+            platform = TRITON_BACKENDS.get(m.get("backend"), m.get("backend"))
+        m.true(
+            "platform",
+            platform in TRITON_MODEL_FILES,
+            f"expected one of {', '.join(TRITON_MODEL_FILES)}, "
+            + ("missing" if platform is None else f"found {platform}"),
+        )
+        default = TRITON_MODEL_FILES.get(platform, "model.onnx")
+        filename = m.get("default_model_filename")
+        model = _triton_model_file(f.parent, filename or default)
         version = _Scope(self, f, "version", msg)
+        shown = _show(model) if model is not None else f"{_show(f.parent)}/<version>/{default}"
+        why = " (default_model_filename)" if filename else ""
         if not version.true(
-            "model.onnx",
-            model is not None and model.exists(),
-            f"no model file in a version folder of {_show(f.parent)} (expected 1/model.onnx)",
+            filename or default,
+            model is not None and model.is_file(),
+            f"file not found: {shown}{why}"
+            + ("" if model is not None else ": no numeric version folder"),
         ):
             model = None
-        card = self.resolve_card(m, self.card_for_onnx(model), hint)
+        onnx = model if platform == "onnxruntime_onnx" else None
+        card = self.resolve_card(m, self.card_for_onnx(onnx), hint)
         facts = _Facts(card=card)
         m.expect("name", f.parent.name, " (Triton wants the model folder's name)")
-        platform = m.get("platform")
-        if platform is None and m.get("backend") == "onnxruntime":
-            platform = "onnxruntime_onnx"
-        m.expect("platform", "onnxruntime_onnx", found=platform)
         facts.batch = m.positive_int("max_batch_size")
+        if model is not None and platform == "tensorrt_plan":
+            version.note(
+                filename or default,
+                f"{_show(model)} is a TensorRT plan: hcml cannot open it without TensorRT, so "
+                "its tensors are checked through this config's input and output only",
+            )
         if card is None:
             return facts
         v = deepstream_values(card)
-        if model is not None:
-            version.same_onnx("model.onnx", model, card)
+        if onnx is not None:
+            version.same_onnx(filename or default, onnx, card)
         ins, outs = _pb_list(msg, "input"), _pb_list(msg, "output")
         i = _Scope(self, f, "input", ins[0] if ins else {})
         o = _Scope(self, f, "output", outs[0] if outs else {})
@@ -858,6 +946,19 @@ class _Checker:
         o.expect("name", v["output_name"], " (the clip graph's output)")
         o.expect("dims", [v["num_classes"]], " ([K], K = the card's labels)", o.get_list("dims"))
         return facts
+
+
+def _pbtxt_or_none(path: Path) -> str | None:
+    """``default_model_filename`` of a Triton config.pbtxt, or the platform's default name."""
+    try:
+        msg = parse_pbtxt(path.read_text(errors="replace"))
+    except (ConfigSyntaxError, OSError):
+        return None
+    name = _pb(msg, "default_model_filename")
+    if name:
+        return str(name)
+    platform = _pb(msg, "platform") or TRITON_BACKENDS.get(_pb(msg, "backend"))
+    return TRITON_MODEL_FILES.get(platform)
 
 
 def _sibling_onnx(f: Path) -> Path | None:
@@ -875,7 +976,10 @@ def _sibling_onnx(f: Path) -> Path | None:
 
 
 def _triton_model_file(model_dir: Path, filename: str | None) -> Path | None:
-    """``<highest numeric version>/<filename or model.onnx>`` in a Triton model folder."""
+    """``<highest numeric version>/<filename or model.onnx>`` in a Triton model folder
+    (None without a version folder); the file may not exist."""
+    if not model_dir.is_dir():
+        return None
     versions = sorted(
         (int(p.name), p) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()
     )
