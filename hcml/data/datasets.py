@@ -110,6 +110,37 @@ def synth_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hcml"
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def remove_stale_renders(folder: str | os.PathLike) -> list[Path]:
+    """Delete ``*.<pid>.tmp`` renders in ``folder`` whose writer process is gone; returns them.
+
+    ``RenderedClips`` writes its cache as ``<name>.<pid>.tmp`` and renames it when complete; a
+    writer killed mid-render (SIGKILL, OOM, power) leaves the partial file behind (0.9 GB for
+    the default recipe). A file whose pid still runs is another writer's and is kept. Pids are
+    this machine's: a cache folder shared between machines can lose a live writer's file.
+    """
+    removed = []
+    for tmp in Path(folder).glob("synth-*.*.tmp"):
+        pid = tmp.suffixes[-2][1:] if len(tmp.suffixes) >= 2 else ""
+        if not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)):
+            continue
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except FileNotFoundError:  # another process cleaned it first
+            pass
+    return removed
+
+
 class RenderedClips:
     """Items ``0 .. length-1`` of ``SyntheticClips(seed, frames, size)`` rendered once.
 
@@ -117,8 +148,9 @@ class RenderedClips:
     training run that revisits clips renders them once, on every core (a process pool, with a
     progress bar), optionally downscaled to ``store_size`` (antialiased, as the model's resize
     would), into ``uint8 [length, T, S, S, 3]`` kept in ``cache_dir`` as a ``.npy`` written
-    atomically and memory-mapped on later runs. Item ``i`` equals ``SyntheticClips`` item ``i``
-    resized; the label is ``i % 12``.
+    atomically (``<name>.<pid>.tmp``, renamed when complete; the partial files of killed
+    writers are removed by the next ``RenderedClips``) and memory-mapped on later runs.
+    Item ``i`` equals ``SyntheticClips`` item ``i`` resized; the label is ``i % 12``.
     """
 
     labels: list[str] = list(LABELS)
@@ -139,6 +171,8 @@ class RenderedClips:
         folder = Path(cache_dir) if cache_dir is not None else synth_cache_dir()
         side = self.store_size or self.size
         self.path = folder / f"synth-s{seed}-t{frames}-r{size}-x{side}-n{length}.npy"
+        if folder.is_dir():
+            remove_stale_renders(folder)  # partial renders of killed writers
         if not self.path.is_file():
             self._render(workers, progress)
         self.clips = np.load(self.path, mmap_mode="r")
@@ -154,20 +188,27 @@ class RenderedClips:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         side = self.store_size or self.size
         tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-        out = np.lib.format.open_memmap(
-            tmp, mode="w+", dtype=np.uint8, shape=(self.length, self.frames, side, side, 3)
-        )
-        jobs = [(self.seed, self.frames, self.size, i, self.store_size) for i in range(self.length)]
-        workers = workers or os.cpu_count() or 1
-        with mp.get_context("spawn").Pool(workers) as pool:
-            done = pool.imap(_render_item, jobs, chunksize=16)
-            for i, clip in enumerate(
-                tqdm(done, total=self.length, desc="rendering", unit="clip", disable=not progress)
-            ):
-                out[i] = clip
-        out.flush()
-        del out
-        os.replace(tmp, self.path)
+        try:
+            out = np.lib.format.open_memmap(
+                tmp, mode="w+", dtype=np.uint8, shape=(self.length, self.frames, side, side, 3)
+            )
+            jobs = [
+                (self.seed, self.frames, self.size, i, self.store_size) for i in range(self.length)
+            ]
+            workers = workers or os.cpu_count() or 1
+            with mp.get_context("spawn").Pool(workers) as pool:
+                done = pool.imap(_render_item, jobs, chunksize=16)
+                bar = tqdm(
+                    done, total=self.length, desc="rendering", unit="clip", disable=not progress
+                )
+                for i, clip in enumerate(bar):
+                    out[i] = clip
+            out.flush()
+            del out
+            os.replace(tmp, self.path)
+        except BaseException:  # Ctrl-C, an error: no partial file left (SIGKILL: see above)
+            tmp.unlink(missing_ok=True)
+            raise
 
     def __len__(self) -> int:
         return self.length

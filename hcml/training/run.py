@@ -113,6 +113,10 @@ def build_datasets(recipe: dict[str, Any], cfg: dict[str, Any], progress: bool =
     size = tuple(cfg["input_size"][1:])
     frames = int(cfg["frames"])
     train = d["train"]
+    if isinstance(train, dict) and "unlabelled" in train:
+        from hcml.training.pretrain import unlabelled_dataset
+
+        return unlabelled_dataset(train["unlabelled"], recipe, cfg), None, None
     if train == "synth" or isinstance(train, dict):
         syn = dict(train.get("synth", {})) if isinstance(train, dict) else {}
         span = (frames - 1) * d["frame_step"] + 1
@@ -234,6 +238,12 @@ def run_recipe(
                 module.load_state_dict(state["wrapper_state"])
             else:
                 module.model.load_state_dict(state["state_dict"])
+        elif i == 0 and recipe.get("init_from") and not (pdir / "last.pt").is_file():
+            from hcml.training.pretrain import load_pretrained
+
+            rep = load_pretrained(module, recipe["init_from"])
+            if dist.main:
+                print(f"init_from: {len(rep['loaded'])} tensors loaded, new: {rep['kept']}")
         stage = make_stage(spec, ph["level"])
         pcfg = PhaseConfig(
             steps=spec["steps"],
