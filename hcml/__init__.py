@@ -2,7 +2,11 @@
 
 from pathlib import Path
 
+from hcml._unwind import pin_gcc_unwinder
 from hcml.labels import LABELS
+
+# Before GStreamer can load libunwind: keep libgcc_s the process's C++ unwinder (hcml/_unwind.py).
+pin_gcc_unwinder()
 
 __version__ = "0.1.0"
 __all__ = ["DEFAULT_CARD", "LABELS", "__version__"]

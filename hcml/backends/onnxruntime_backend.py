@@ -1,4 +1,8 @@
-"""ONNX Runtime engine: the CPU default (CUDA execution provider when installed and asked for)."""
+"""ONNX Runtime engine: the CPU default (CUDA execution provider when installed and asked for).
+
+onnxruntime is imported through ``hcml._unwind.import_onnxruntime`` so that its C++ exceptions
+stay Python exceptions when GStreamer (and with it libunwind) was loaded first.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from hcml._unwind import import_onnxruntime
 from hcml.backends.base import Backend, BackendUnavailable
 from hcml.export.card import ModelCard
 
@@ -14,7 +19,7 @@ from hcml.export.card import ModelCard
 def cuda_provider_available() -> bool:
     """True when this onnxruntime build has the CUDA execution provider."""
     try:
-        import onnxruntime as ort
+        ort = import_onnxruntime()
     except ImportError:
         return False
     return "CUDAExecutionProvider" in ort.get_available_providers()
@@ -44,7 +49,7 @@ class OnnxRuntimeBackend(Backend):
         optimization: str = "all",
     ):
         try:
-            import onnxruntime as ort
+            ort = import_onnxruntime()
         except ImportError as e:  # pragma: no cover - a hard dependency
             raise BackendUnavailable(f"onnxruntime not importable ({e})") from e
         self._ort = ort
