@@ -27,12 +27,14 @@ class WindowProbe:
         )  # fmt: skip
         self.delay, self.calls = delay, []
 
-    def run_clip(self, frames: np.ndarray) -> np.ndarray:
+    def run_clip(self, frames) -> np.ndarray:
         time.sleep(self.delay)
-        values = frames[0, 0, :, 0, 0]  # [T]: the value each frame was filled with
-        self.calls.append(values.copy())
-        logits = np.zeros((1, K), np.float32)
-        logits[0, int(values[-1]) % K] = 10.0  # the newest frame's value mod K wins
+        frames = np.asarray(frames)
+        logits = np.zeros((len(frames), K), np.float32)
+        for b, clip in enumerate(frames):
+            values = clip[0, :, 0, 0].copy()  # [T]: the value each frame was filled with
+            self.calls.append(values)
+            logits[b, int(values[-1]) % K] = 10.0  # the newest frame's value mod K wins
         return logits
 
 

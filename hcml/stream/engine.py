@@ -1,7 +1,8 @@
 """The streaming engine that ``hcmlaction`` drives: per-stream rings, scheduling, smoothing.
 
 ``StreamEngine.push(stream, frame, pts)`` takes one preprocessed frame [3, H, W] of one stream
-and returns the predictions that are ready. Frame sampling and windows:
+and returns that stream's predictions that are ready to go on its buffer. Frame sampling and
+windows:
 
 * every ``frame_step``-th frame of a stream is sampled (frames 0, k, 2k, ... since its start or
   last reset); a window is the last ``window`` sampled frames;
@@ -9,13 +10,28 @@ and returns the predictions that are ready. Frame sampling and windows:
   frames have passed since the previous one (so stride is rounded up to a multiple of
   ``frame_step``);
 * incremental mode feeds each sampled frame to the backend's step graph (per-stream state, cost
-  flat in T); full-window mode keeps a preallocated ring of T frames on the device and runs the
-  clip graph. Both give the same logits (the step graph is exact).
+  flat in T); full-window mode runs the clip graph on the stream's ring. Both give the same
+  logits (the step graph is exact).
 
-``mode="async"`` runs inference on a worker thread with a one-slot mailbox: a newer window
-replaces a pending one (counted in ``dropped``) and ``push`` never waits for inference; results
-come back from a later ``push`` or from ``drain()``. Async mode uses full-window inference, since
-step state must see every sampled frame. Timestamps are the frames' PTS (ns), never counters.
+Every stream keeps a preallocated ring of sampled frames on the engine's device (the backend's
+unless told otherwise): a CUDA frame stays on the GPU from the element to the backend.
+
+``mode="async"`` runs inference on a worker thread, exactly as sync would: every stream has an
+ordered queue of sampled frames (incremental) or due windows (full-window), bounded by
+``max_backlog``. Each tick the worker takes the head of up to ``max_batch`` streams' queues,
+round-robin (so every stream is served), waiting up to ``batch_timeout`` seconds for more
+streams to become ready, and runs ONE backend call for all of them (step graph: stacked
+states; clip graph: stacked windows). A stream whose queue is full has its backlog dropped as
+whole windows (counted in ``dropped`` and ``dropped_by_stream``), never frames of another
+stream: in incremental mode its step state restarts and the window due at the drop is served
+by one clip call on its ring; windows due while the state re-primes (fewer than T frames fed)
+are dropped too, except the newest one at ``drain``. Results are handed to ``on_result`` the
+moment they exist (bus messages, events) and to the stream's next ``push`` (buffer meta).
+Timestamps are the frames' PTS (ns), never counters.
+
+``max_gap`` (seconds, 0 = off) restarts a stream's window when its PTS jumps forward by more
+than that, and any PTS that goes backwards restarts it too (a non-flushing seek, a source
+restart): a window never spans time it should not.
 
 ``idle_timeout`` (seconds, 0 = off) evicts a stream whose newest frame is that much older (in
 PTS) than a frame another stream just pushed: a source that leaves a ``funnel`` never sends its
@@ -27,6 +43,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -64,18 +81,39 @@ class Prediction:
         return json.dumps(d)
 
 
-class _Stream:
-    """Per-stream state: counters, PTS of the window's frames, ring or step state, smoother."""
+@dataclass
+class _Item:
+    """One unit of async work for a stream, in stream order.
 
-    def __init__(self, engine: StreamEngine):
+    kind "step": feed ring slot ``slot`` to the step state (and predict if ``meta``);
+    kind "clip": predict the window of T sampled frames ending at ring slot ``slot``.
+    """
+
+    kind: str
+    slot: int
+    meta: tuple | None  # (stream, start pts, end pts, frame index) when a prediction is due
+    n: int = 0  # the stream's sampled-frame number of ``slot``
+
+
+class _Stream:
+    """Per-stream state: counters, PTS of the window's frames, ring, step state, smoother."""
+
+    def __init__(self, engine: StreamEngine, name: str):
+        self.name = name
         self.frames = 0  # input frames since start/reset
-        self.last_pts = 0  # PTS of the newest input frame (sampled or not)
+        self.last_pts: int | None = None  # PTS of the newest input frame (sampled or not)
         self.sampled = 0  # sampled frames since start/reset
         self.last_emit: int | None = None
         self.pts: deque[int] = deque(maxlen=engine.window)
-        self.ring: torch.Tensor | None = None  # [T, 3, H, W] on the device (full-window)
+        self.ring: torch.Tensor | None = None  # [R, 3, H, W] on the engine's device
         self.step_state: dict[str, Any] | None = None
+        self.fed = 0  # frames fed to step_state since it was (re)started
+        self.gen = 0  # bumped when a backlog drop restarts the step state
         self.smoother = LabelSmoother(engine.smoothing, engine.hysteresis)
+        self.queue: deque[_Item] = deque()  # async work, oldest first
+        self.out: list[Prediction] = []  # results not yet handed to a push of this stream
+        self.skipped: _Item | None = None  # newest window skipped while re-priming (async)
+        self.dropped = 0
 
 
 class StreamEngine:
@@ -94,8 +132,13 @@ class StreamEngine:
         hysteresis: int = 1,
         mode: str = "sync",
         labels: list[str] | None = None,
-        device: str = "cpu",
+        device: str | None = None,
         idle_timeout: float = 0.0,
+        max_batch: int = 8,
+        batch_timeout: float = 0.0,
+        max_backlog: int | None = None,
+        max_gap: float = 0.0,
+        on_result: Callable[[Prediction], None] | None = None,
     ):
         card = backend.card
         self.backend = backend
@@ -105,6 +148,10 @@ class StreamEngine:
             raise ValueError(f"mode must be 'sync' or 'async', got {mode!r}")
         if self.window < 1 or stride < 1 or self.frame_step < 1:
             raise ValueError("window, stride and frame_step must be >= 1")
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if batch_timeout < 0 or max_gap < 0 or idle_timeout < 0:
+            raise ValueError("batch_timeout, max_gap and idle_timeout must be >= 0 seconds")
         self.mode, self.stride, self.top_k, self.threshold = mode, int(stride), top_k, threshold
         self.smoothing, self.hysteresis = smoothing, hysteresis
         self.labels = list(labels or card.labels)
@@ -118,25 +165,29 @@ class StreamEngine:
                 "incremental mode needs the model's step graph and window == the card's window "
                 f"({card.window}); use incremental=False"
             )
-        self.incremental = (can_step if incremental is None else incremental) and mode == "sync"
-        self.device = torch.device(device)
+        self.incremental = can_step if incremental is None else bool(incremental)
+        self.device = torch.device(device or getattr(backend, "device", "cpu") or "cpu")
         self.model_name = card.name
-        self.streams: dict[str, _Stream] = {}
-        self.dropped = 0
-        self.predictions = 0
-        if idle_timeout < 0:
-            raise ValueError(f"idle_timeout must be >= 0 seconds, got {idle_timeout}")
+        self.max_batch, self.batch_timeout = int(max_batch), float(batch_timeout)
+        self.max_backlog = int(max_backlog or max(self.window, 2))
+        self.max_gap_ns = int(max_gap * 1e9)
         self.idle_timeout_ns = int(idle_timeout * 1e9)
-        self.evicted = 0
+        self.on_result = on_result
         # called as on_evict(stream, last_pts) for each stream evicted as idle
         self.on_evict: Callable[[str, int], None] | None = None
+        self.streams: dict[str, _Stream] = {}
+        self.dropped = 0  # windows dropped (async backlog), all streams
+        self.dropped_by_stream: dict[str, int] = {}
+        self.predictions = 0
+        self.evicted = 0
+        self.restarts = 0  # windows restarted on a PTS gap or a backwards PTS
+        self.batches: list[int] = []  # async: streams served per backend call (last 1000)
         self._lock = threading.Lock()
-        self._results: list[Prediction] = []
-        self._pending: tuple | None = None
-        self._busy = False
         self._wake = threading.Condition(self._lock)
+        self._busy = False
         self._closed = False
         self._error: BaseException | None = None
+        self._rr = 0  # round-robin start
         self._worker: threading.Thread | None = None
         if mode == "async":
             self._worker = threading.Thread(target=self._work, name="hcml-infer", daemon=True)
@@ -144,11 +195,9 @@ class StreamEngine:
 
     # ---------------------------------------------------------------- stream lifecycle
     def reset(self, stream: str) -> None:
-        """Forget a stream's frames (flush, discontinuity, caps change); keeps it registered."""
+        """Forget a stream's frames (flush, discontinuity, caps change); queued work is dropped."""
         with self._lock:
-            if self._pending is not None and self._pending[0] is self.streams.get(stream):
-                self._pending = None
-        self.streams.pop(stream, None)
+            self.streams.pop(stream, None)
 
     def remove(self, stream: str) -> None:
         """Evict a stream (EOS, stream removed) and free its ring."""
@@ -157,7 +206,8 @@ class StreamEngine:
     def _evict_idle(self, now: int) -> None:
         """Remove every stream whose newest frame is older than ``now - idle_timeout``."""
         limit = now - self.idle_timeout_ns
-        for sid, st in [(sid, st) for sid, st in self.streams.items() if st.last_pts < limit]:
+        idle = [(s, st) for s, st in self.streams.items() if st.last_pts is not None]
+        for sid, st in [(s, st) for s, st in idle if st.last_pts < limit]:
             self.remove(sid)
             self.evicted += 1
             if self.on_evict is not None:
@@ -170,54 +220,62 @@ class StreamEngine:
         """Feed one preprocessed frame [3, H, W] with its PTS (ns); returns ready predictions.
 
         ``frame`` may be a callable returning it: it is called only for frames the frame step
-        samples, so skipped frames cost no preprocessing.
+        samples, so skipped frames cost no preprocessing. The predictions returned are this
+        stream's (sync: of this frame; async: those finished since its previous push).
         """
+        pts = int(pts)
+        self._raise_worker_error()
         if self.idle_timeout_ns and self.streams:
-            self._evict_idle(int(pts))
+            self._evict_idle(pts)
         st = self.streams.get(stream)
+        if st is not None and st.last_pts is not None:
+            backwards = pts < st.last_pts
+            if backwards or (self.max_gap_ns and pts - st.last_pts > self.max_gap_ns):
+                self.restarts += 1
+                self.reset(stream)
+                st = None
         if st is None:
-            st = self.streams[stream] = _Stream(self)
-        st.last_pts = int(pts)
+            st = _Stream(self, stream)
+            with self._lock:
+                self.streams[stream] = st
+        st.last_pts = pts
         index = st.frames
         st.frames += 1
-        out = self._collect() if self.mode == "async" else []
-        if index % self.frame_step:
-            return out
-        if callable(frame):
-            frame = frame()
-        st.sampled += 1
-        st.pts.append(int(pts))
-        if self.incremental:
-            logits = self._step(st, frame)
-        else:
-            self._store(st, frame)
-            logits = None
-        full = st.sampled >= self.window
-        due = st.last_emit is None or index - st.last_emit >= self.stride
-        if not (full and due):
-            return out
-        st.last_emit = index
-        meta = (stream, st.pts[0], st.pts[-1], index)
-        if self.incremental:
-            pred = self._predict(st, logits, *meta)
-            return out + ([pred] if pred else [])
-        clip = self._window(st)
-        if self.mode == "sync":
-            pred = self._predict(st, self.backend.run_clip(clip[None]), *meta)
-            return out + ([pred] if pred else [])
+        if index % self.frame_step == 0:
+            if callable(frame):
+                frame = frame()
+            self._sample(st, frame, index, pts)
         with self._lock:
-            if self._pending is not None:
-                self.dropped += 1
-            self._pending = (st, clip, meta)
-            self._wake.notify()
+            out, st.out = st.out, []
         return out
 
     def drain(self, timeout: float = 30.0) -> list[Prediction]:
-        """Wait for pending async work (EOS) and return what is left."""
+        """Finish queued async work (EOS) and return every prediction not yet returned."""
         if self.mode == "async":
             with self._lock:
-                self._wake.wait_for(lambda: self._pending is None and not self._busy, timeout)
-        return self._collect()
+                for st in self.streams.values():  # the newest window, if re-priming skipped it
+                    it, st.skipped = st.skipped, None
+                    newer = any(q.meta is not None for q in st.queue)
+                    fresh = it is not None and st.sampled - 1 - it.n <= len(st.ring) - self.window
+                    if fresh and not newer:  # older than all queued work: served first
+                        st.queue.appendleft(_Item("clip", it.slot, it.meta, it.n))
+                        st.dropped -= 1  # counted when skipped; served after all
+                        self.dropped -= 1
+                        self.dropped_by_stream[st.name] = st.dropped
+                self._wake.notify_all()
+                self._wake.wait_for(
+                    lambda: (
+                        self._closed
+                        or (not self._busy and not any(s.queue for s in self.streams.values()))
+                    ),
+                    timeout,
+                )
+        self._raise_worker_error()
+        with self._lock:
+            out = [p for st in self.streams.values() for p in st.out]
+            for st in self.streams.values():
+                st.out = []
+        return out
 
     def close(self) -> None:
         """Stop the worker (if any) and drop every stream."""
@@ -226,27 +284,116 @@ class StreamEngine:
             self._wake.notify_all()
         if self._worker is not None:
             self._worker.join(timeout=30)
-        self.streams.clear()
+        with self._lock:
+            self.streams.clear()
 
-    # ---------------------------------------------------------------- internals
-    def _store(self, st: _Stream, frame: torch.Tensor) -> None:
+    # ---------------------------------------------------------------- sampling and scheduling
+    def _sample(self, st: _Stream, frame: torch.Tensor, index: int, pts: int) -> None:
+        if self.mode == "async":
+            with self._lock:  # the worker gathers its batch from the ring under the lock
+                slot = self._store(st, frame)
+        else:
+            slot = self._store(st, frame)
+        st.sampled += 1
+        st.pts.append(pts)
+        full = st.sampled >= self.window
+        due = full and (st.last_emit is None or index - st.last_emit >= self.stride)
+        meta = None
+        if due:
+            st.last_emit = index
+            meta = (st.name, st.pts[0], st.pts[-1], index)
+        if self.mode == "sync":
+            if self.incremental:
+                logits = self._run_steps([st], st.ring[slot][None])[0]
+                if meta:
+                    self._deliver(st, logits, meta)
+            elif meta:
+                self._deliver(st, self._run_clips(self._clip_of(st, slot)[None])[0], meta)
+            return
+        n = st.sampled - 1
+        item = _Item("step" if self.incremental else "clip", slot, meta, n)
+        if not self.incremental and meta is None:
+            return  # full-window async: only due windows are work
+        with self._lock:
+            if len(st.queue) >= self.max_backlog:
+                self._drop_backlog(st, item)
+            else:
+                st.queue.append(item)
+            self._wake.notify_all()
+
+    def _drop_backlog(self, st: _Stream, item: _Item) -> None:
+        """The stream fell behind: drop its queued windows, restart its step state (locked)."""
+        due = [it for it in st.queue if it.meta is not None]
+        lost = len(due)
+        if due and item.meta is None:  # drain serves the newest window if nothing newer comes
+            st.skipped = due[-1]
+        if self.incremental:  # the step state restarts: every queued frame goes
+            st.queue.clear()
+            st.step_state, st.fed, st.gen = None, 0, st.gen + 1
+            if item.meta is not None:  # served now by one clip call on the ring
+                st.queue.append(_Item("clip", item.slot, item.meta, item.n))
+            st.queue.append(_Item("step", item.slot, None, item.n))
+        else:  # windows are independent: keep the newest
+            st.queue.clear()
+            st.queue.append(item)
+        st.dropped += lost
+        self.dropped += lost
+        self.dropped_by_stream[st.name] = st.dropped
+
+    def _store(self, st: _Stream, frame: torch.Tensor) -> int:
+        """Write a sampled frame into the stream's ring; returns its slot."""
+        frame = torch.as_tensor(frame)
+        size = self.window + (self.max_backlog + 1 if self.mode == "async" else 0)
         if st.ring is None or st.ring.shape[1:] != frame.shape:
-            st.ring = torch.empty(
-                (self.window, *frame.shape), dtype=torch.float32, device=frame.device
-            )
-        st.ring[(st.sampled - 1) % self.window] = frame
+            st.ring = torch.empty((size, *frame.shape), dtype=torch.float32, device=self.device)
+        slot = st.sampled % size
+        st.ring[slot].copy_(frame, non_blocking=True)
+        return slot
 
-    def _window(self, st: _Stream) -> np.ndarray:
-        """The ring in time order as the clip input [3, T, H, W] (float32 numpy)."""
-        start = st.sampled % self.window
-        order = torch.arange(start, start + self.window, device=st.ring.device) % self.window
-        return st.ring[order].permute(1, 0, 2, 3).contiguous().cpu().numpy()
+    def _clip_of(self, st: _Stream, slot: int) -> torch.Tensor:
+        """The window ending at ``slot`` in time order: [3, T, H, W] on the engine's device."""
+        size = len(st.ring)
+        order = torch.arange(slot - self.window + 1, slot + 1, device=st.ring.device) % size
+        return st.ring[order].permute(1, 0, 2, 3)
 
-    def _step(self, st: _Stream, frame: torch.Tensor) -> np.ndarray:
-        if st.step_state is None:
-            st.step_state = self.backend.init_state(1)
-        logits, st.step_state = self.backend.run_step(frame[None].cpu().numpy(), st.step_state)
+    # ---------------------------------------------------------------- backend calls
+    def _run_clips(self, clips: torch.Tensor) -> np.ndarray:
+        """One clip-graph call: clips [B, 3, T, H, W] -> logits [B, K]."""
+        return np.asarray(self.backend.run_clip(clips.contiguous()))
+
+    def _run_steps(self, streams: list[_Stream], frames: torch.Tensor) -> np.ndarray:
+        """One step-graph call, frames [B, 3, H, W]: each stream's state advances by one frame."""
+        from hcml.backends.base import split_state, stack_states
+
+        states, gens = [], []
+        with self._lock:
+            for st in streams:
+                if st.step_state is None:
+                    st.step_state, st.fed = self.backend.init_state(1), 0
+                states.append(st.step_state)
+                gens.append(st.gen)
+        state = states[0] if len(states) == 1 else stack_states(states)
+        logits, new = self.backend.run_step(frames, state)
+        news = [new] if len(streams) == 1 else split_state(new)
+        with self._lock:
+            for st, s, gen in zip(streams, news, gens, strict=True):
+                if st.gen == gen:  # else a drop restarted the state meanwhile: keep the restart
+                    st.step_state = s
+                    st.fed += 1
         return np.asarray(logits)
+
+    # ---------------------------------------------------------------- results
+    def _deliver(self, st: _Stream, logits: np.ndarray, meta: tuple) -> None:
+        with self._lock:
+            if self.streams.get(st.name) is not st:
+                return  # the stream was cut (reset, flush, EOS) while its window was inferred
+        pred = self._predict(st, logits, *meta)
+        if pred is None:
+            return
+        with self._lock:
+            st.out.append(pred)
+        if self.on_result is not None:
+            self.on_result(pred)
 
     def _predict(
         self, st: _Stream, logits: np.ndarray, stream, start, end, index
@@ -276,30 +423,105 @@ class StreamEngine:
             frame=index,
         )
 
-    def _collect(self) -> list[Prediction]:
+    def _raise_worker_error(self) -> None:
         with self._lock:
-            if self._error is not None:
-                err, self._error = self._error, None
-                raise RuntimeError(f"inference failed on the worker thread: {err}") from err
-            out, self._results = self._results, []
-        return out
+            err, self._error = self._error, None
+        if err is not None:
+            raise RuntimeError(f"inference failed on the worker thread: {err}") from err
+
+    # ---------------------------------------------------------------- the async worker
+    def _ready(self) -> list[_Stream]:
+        return [st for st in self.streams.values() if st.queue]
+
+    def _take(self) -> list[tuple[_Stream, _Item, torch.Tensor]]:
+        """Heads of up to ``max_batch`` streams' queues, round-robin, with their input (locked).
+
+        The input (a frame [3, H, W] or a window [3, T, H, W]) is copied out of the ring here,
+        on its device, so the streaming thread may reuse the slot while inference runs.
+        """
+        ready = self._ready()
+        if not ready:
+            return []
+        start = self._rr % len(ready)
+        chosen = (ready[start:] + ready[:start])[: self.max_batch]
+        self._rr += len(chosen)
+        work = []
+        for st in chosen:
+            it = st.queue.popleft()
+            x = st.ring[it.slot].clone() if it.kind == "step" else self._clip_of(st, it.slot)
+            work.append((st, it, x.contiguous() if it.kind == "clip" else x))
+        return work
 
     def _work(self) -> None:
         while True:
             with self._lock:
-                self._wake.wait_for(lambda: self._pending is not None or self._closed)
+                self._wake.wait_for(lambda: self._closed or bool(self._ready()))
                 if self._closed:
                     return
-                st, clip, meta = self._pending
-                self._pending, self._busy = None, True
+                if self.batch_timeout and len(self._ready()) < self.max_batch:
+                    deadline = time.monotonic() + self.batch_timeout
+                    self._wake.wait_for(
+                        lambda: self._closed or len(self._ready()) >= self.max_batch,
+                        max(0.0, deadline - time.monotonic()),
+                    )
+                    if self._closed:
+                        return
+                work = self._take()
+                self._busy = True
             try:
-                pred = self._predict(st, self.backend.run_clip(clip[None]), *meta)
-            except BaseException as err:  # surfaced on the streaming thread by _collect
-                pred = None
+                self._serve(work)
+            except BaseException as err:  # surfaced on the streaming thread by push/drain
                 with self._lock:
                     self._error = err
             with self._lock:
-                if pred is not None:
-                    self._results.append(pred)
                 self._busy = False
                 self._wake.notify_all()
+
+    def _serve(self, work: list[tuple[_Stream, _Item, torch.Tensor]]) -> None:
+        """One tick: one step call for the step items, one clip call for the clip items."""
+        self.batches = [*self.batches[-999:], len(work)]
+        groups: dict[tuple, list] = {}  # one backend call per kind and input shape
+        for st, it, x in work:
+            groups.setdefault((it.kind, tuple(x.shape)), []).append((st, it, x))
+        done: list[tuple[_Stream, _Item, np.ndarray]] = []
+        for (kind, _), items in groups.items():
+            done += self._serve_group(kind, items)
+        error = None
+        for st, it, row in done:  # one stream's bad logits never cost another its result
+            try:
+                self._deliver(st, row, it.meta)
+            except Exception as err:  # noqa: BLE001 - the first is raised after the others
+                error = error or err
+        if error is not None:
+            raise error
+
+    def _serve_group(self, kind: str, items: list) -> list[tuple[_Stream, _Item, np.ndarray]]:
+        """One backend call for items of one kind and shape; returns the rows to deliver."""
+        done: list[tuple[_Stream, _Item, np.ndarray]] = []
+        clips = items if kind == "clip" else []
+        steps = items if kind == "step" else []
+        if clips:
+            with self._lock:
+                for st, it, _ in clips:
+                    if st.skipped is not None and st.skipped.n <= it.n:
+                        st.skipped = None
+            logits = self._run_clips(torch.stack([x for _, _, x in clips]))
+            done += [(st, it, row) for (st, it, _), row in zip(clips, logits, strict=True)]
+        if steps:
+            frames = torch.stack([x for _, _, x in steps])
+            logits = self._run_steps([st for st, _, _ in steps], frames)
+            for (st, it, _), row in zip(steps, logits, strict=True):
+                if it.meta is None:
+                    continue
+                if st.fed < self.window:  # re-priming after a drop: the state is not ready
+                    with self._lock:
+                        st.skipped = it
+                        st.dropped += 1
+                        self.dropped += 1
+                        self.dropped_by_stream[st.name] = st.dropped
+                    continue
+                with self._lock:
+                    if st.skipped is not None and st.skipped.n <= it.n:
+                        st.skipped = None  # a newer window was served
+                done.append((st, it, row))
+        return done
