@@ -152,8 +152,9 @@ class TritonServer:
             if self.ready():
                 return self
             time.sleep(0.2)
+        tail = self.log_tail()
         self.stop()
-        raise ServeError(f"tritonserver not ready within {timeout:.0f} s: {self.log_tail()}")
+        raise ServeError(f"tritonserver not ready within {timeout:.0f} s: {tail}")
 
     def ready(self) -> bool:
         """True when ``/v2/health/ready`` answers 200 (server up, every model loaded)."""

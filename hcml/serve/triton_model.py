@@ -2,7 +2,8 @@
 
 ``hcml.export.triton_repo`` copies this file to ``REPO/MODEL/1/model.py`` beside
 ``1/model.onnx``. It depends on numpy and onnxruntime only (never on ``hcml``), so the same
-repository works in any Triton whose python backend can import those two. The python backend's
+repository works in any Triton whose python backend can import those two (under numpy 2
+outputs go through DLPack: see ``_out``). The python backend's
 embedded interpreter ignores ``PYTHONPATH``; ``hcml serve`` passes the client's site-packages in
 ``HCML_SERVE_PATH`` (os.pathsep-separated) and they are put first on ``sys.path``.
 
@@ -22,6 +23,28 @@ for _p in reversed([p for p in os.environ.get("HCML_SERVE_PATH", "").split(os.pa
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
+
+if int(np.__version__.split(".")[0]) >= 2:
+    # The stub's pybind11 reads a numpy-1 dtype layout: with numpy 2 an output made by
+    # pb_utils.Tensor(name, array) arrives with 0 bytes. DLPack carries the same memory without
+    # that bug; the stub renames numpy's capsule in a way numpy's capsule destructor does not
+    # expect, which only prints an unraisable "PyCapsule_GetPointer called with incorrect name"
+    # (the stub itself releases the tensor). That one message is silenced, nothing else.
+    _default_hook = sys.unraisablehook
+
+    def _hook(u):
+        if not (u.exc_type is ValueError and "PyCapsule_GetPointer" in str(u.exc_value)):
+            _default_hook(u)
+
+    sys.unraisablehook = _hook
+
+    def _out(name, array):
+        return pb_utils.Tensor.from_dlpack(name, array)
+
+else:
+
+    def _out(name, array):
+        return pb_utils.Tensor(name, array)
 
 
 class TritonPythonModel:
@@ -47,7 +70,9 @@ class TritonPythonModel:
         ok = []
         for i, req in enumerate(requests):
             try:
-                arrays = [pb_utils.get_input_tensor_by_name(req, n).as_numpy() for n in self.inputs]
+                arrays = [
+                    np.from_dlpack(pb_utils.get_input_tensor_by_name(req, n)) for n in self.inputs
+                ]
             except Exception as err:  # noqa: BLE001 - answered as this request's error
                 responses[i] = pb_utils.InferenceResponse(error=pb_utils.TritonError(str(err)))
                 continue
@@ -68,7 +93,7 @@ class TritonPythonModel:
             start = 0
             for i, n_rows in zip(ok, rows, strict=True):
                 tensors = [
-                    pb_utils.Tensor(name, np.ascontiguousarray(o[start : start + n_rows]))
+                    _out(name, np.ascontiguousarray(o[start : start + n_rows]))
                     for name, o in zip(self.outputs, outs, strict=True)
                 ]
                 responses[i] = pb_utils.InferenceResponse(output_tensors=tensors)
