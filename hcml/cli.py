@@ -21,6 +21,12 @@ SUBCOMMANDS: list[tuple[str, str | None, str, str]] = [
     ),
     ("eval", "hcml.training.eval_cli", "evaluate a checkpoint or model card on a dataset", "#5"),
     (
+        "pretrain",
+        "hcml.training.pretrain",
+        "self-supervised pretraining (flow, progressive) on a folder of unlabelled videos",
+        "#16",
+    ),
+    (
         "eval-flow",
         "hcml.training.flow_eval",
         "end-point error of a checkpoint's P^0 flow net against ground-truth synthetic flow",
@@ -67,6 +73,12 @@ SUBCOMMANDS: list[tuple[str, str | None, str, str]] = [
         "hcml.stream.game_score",
         "score hcml run's predictions on a game stream: accuracy and latency",
         "#8",
+    ),
+    (
+        "serve",
+        "hcml.serve.cli",
+        "serve model cards from a Triton Inference Server (gRPC, HTTP health, metrics)",
+        "#19",
     ),
     (
         "bench",
