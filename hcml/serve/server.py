@@ -61,6 +61,15 @@ def _python_paths() -> str:
     return os.pathsep.join(dirs)
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the process that started it dies (Linux), so a
+    crashed test or client never leaves a server holding its ports."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class TritonServer:
     """One ``tritonserver`` process serving ``repository`` (see the module docstring)."""
 
@@ -141,7 +150,12 @@ class TritonServer:
         else:
             self._log = tempfile.TemporaryFile()  # noqa: SIM115 - kept for error messages
         self.proc = subprocess.Popen(
-            cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            cmd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
