@@ -10,7 +10,9 @@ Suites (``all`` runs every one with its defaults, each under 5 minutes on a 2-co
   dropped, RSS and open fds per interval; ``--minutes 60`` is the soak (exit 1 on growth);
 * ``backends``: clip and step graphs on every available engine at batch 1/8/32, fps and
   streams at 30 fps this machine can hold;
-* ``train``: training clips per second per stage, one process vs 2-process DDP (gloo).
+* ``train``: training clips per second per stage, one process vs 2-process DDP (gloo);
+* ``device`` (not in ``all``): the GPU check of ``scripts/device_check.py``, usually rendered
+  from its JSON (``--from-json benchmarks/device.json``); see ``hcml.bench.device``.
 
 Each suite prints a table; ``--json`` writes its result (with the machine and the exact command;
 for ``all``, a folder gets one ``SUITE.json`` each), ``--plots DIR`` a PNG, and ``--markdown``
@@ -32,7 +34,7 @@ from typing import Any
 from hcml.bench.common import OPTIONS, machine, stamp, write_json, write_section
 
 SUITE_NAMES = ("streaming", "model", "element", "latency", "backends", "train")
-SUITES = (*SUITE_NAMES, "all")
+SUITES = (*SUITE_NAMES, "device", "all")  # device: run on a lent GPU, rendered from its JSON
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
