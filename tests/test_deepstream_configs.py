@@ -355,8 +355,9 @@ def test_export_writes_deepstream_configs(tmp_path, capsys):
         main(["export", str(ckpt), "--name", "t", "--out", str(tmp_path / "a/engines"), *fast]) == 0
     )
     out = capsys.readouterr().out
-    ds = tmp_path / "a/pipelines/deepstream"
+    ds = tmp_path / "a/engines/t.deepstream"  # next to the card, never pipelines/deepstream
     assert "wrote DeepStream configs" in out and (ds / APP).is_file()
+    assert not (tmp_path / "a/pipelines").exists()
     assert check_configs([ds]).ok
     pre = _keyfile(ds / PREPROCESS)
     assert pre.get_integer_list("property", "network-input-shape") == [4, 3, 8, 64, 64]
@@ -364,8 +365,9 @@ def test_export_writes_deepstream_configs(tmp_path, capsys):
     argv = ["export", str(ckpt), "--name", "t", "--out", str(tmp_path / "b/engines"), *fast]
     assert main([*argv, "--no-deepstream"]) == 0
     assert not (tmp_path / "b/pipelines").exists()
+    assert not (tmp_path / "b/engines/t.deepstream").exists()
     assert main(["export", str(ckpt), "--name", "t", "--out", str(tmp_path / "c"), *fast]) == 0
-    assert "no DeepStream configs" in capsys.readouterr().out
+    assert (tmp_path / "c/t.deepstream" / APP).is_file()
 
 
 # ---------------------------------------------------------------------- the shipped configs

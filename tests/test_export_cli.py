@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import hcml.model.checkpoint as ckpt_mod
+import hcml.model.registry as registry
 from hcml.backends import load_backend
 from hcml.cli import main
 from hcml.export.card import ModelCard
+from hcml.export.deepstream import APP
+from hcml.export.deepstream_check import check_configs
 
-registry = pytest.importorskip("hcml.model.registry", reason="hcml.model not written yet")
-ckpt_mod = pytest.importorskip(
-    "hcml.model.checkpoint", reason="hcml.model.checkpoint not written yet"
-)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +42,22 @@ def checkpoint(tmp_path_factory) -> Path:
 
 def test_export_command_writes_everything(checkpoint, tmp_path, capsys):
     out = tmp_path / "engines"
+    # a checkout's layout: engines/ beside pipelines/deepstream, whose files are tracked
+    tracked = tmp_path / "pipelines" / "deepstream"
+    tracked.mkdir(parents=True)
+    (tracked / APP).write_bytes((ROOT / "pipelines" / "deepstream" / APP).read_bytes())
+    before, repo_before = _digests(tracked), _digests(ROOT / "pipelines" / "deepstream")
     argv = ["export", str(checkpoint), "--name", "tiny", "--out", str(out)]
     assert main([*argv, "--frames", "8", "--size", "64", "64"]) == 0
     printed = capsys.readouterr().out
     assert "onnxruntime vs torch" in printed
     names = {p.name for p in out.iterdir()}
     assert {"tiny.onnx", "tiny.step.onnx", "tiny.json", "tiny.labels.txt", "tiny.pt"} <= names
+    # the DeepStream configs go next to the card; tracked configs stay as they were
+    assert _digests(tracked) == before
+    assert _digests(ROOT / "pipelines" / "deepstream") == repo_before
+    assert f"wrote DeepStream configs in {out / 'tiny.deepstream'}" in printed
+    assert check_configs([out / "tiny.deepstream"], out / "tiny.json").ok
     card = ModelCard.load(out / "tiny.json")
     assert card.window == 8 and card.input_size == (64, 64) and card.model == "hcml_tiny"
     assert card.files["checkpoint"] == "tiny.pt" and "tiny.pt" in card.sha256

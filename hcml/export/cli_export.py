@@ -1,9 +1,10 @@
 """Export a checkpoint to the clip graph (NAME.onnx), the streaming step graph (NAME.step.onnx),
 the model card (NAME.json) and DeepStream labels (NAME.labels.txt).
 
-Exporting into an engines/ folder also (re)writes the DeepStream configs for the new card in
-pipelines/deepstream beside it (--deepstream-dir elsewhere, --no-deepstream to skip; the same
-as `hcml deepstream-configs CARD`).
+The DeepStream configs for the new card go into OUT/NAME.deepstream/, next to the card
+(--deepstream-dir elsewhere, --no-deepstream to skip; the same as `hcml deepstream-configs
+CARD --out DIR`). Export never rewrites the configs in pipelines/deepstream: regenerate those
+with `hcml deepstream-configs engines/NAME.json --out pipelines/deepstream` when you mean to.
 
 The clip graph takes `frames` [B,3,T,H,W] float32 normalized (NCDHW, as DeepStream's nvinfer
 receives it with input-tensor-from-meta) and returns `logits` [B,K]; the step graph takes one
@@ -41,8 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--deepstream-dir",
         type=Path,
         default=None,
-        help="write the DeepStream configs here (default: pipelines/deepstream beside --out "
-        "when --out is an engines/ folder, else none)",
+        help="write the DeepStream configs here (default: OUT/NAME.deepstream, next to the card)",
     )
     p.add_argument(
         "--no-deepstream", action="store_true", help="do not write the DeepStream configs"
@@ -76,12 +76,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"hcml export: checkpoint not found: {args.checkpoint}", file=sys.stderr)
         return 2
     from hcml.export.onnx_export import export_model
-    from hcml.model.checkpoint import load_model
+    from hcml.model.checkpoint import CheckpointError, load_model
 
-    model = load_model(args.checkpoint)
+    try:
+        model = load_model(args.checkpoint)
+    except CheckpointError as e:
+        print(f"hcml export: {e}", file=sys.stderr)
+        return 2
     extras = _checkpoint_extras(args.checkpoint)
     labels = extras.get("labels")
     if args.labels is not None:
+        if not args.labels.is_file():
+            print(f"hcml export: labels file not found: {args.labels}", file=sys.stderr)
+            return 2
         text = args.labels.read_text()
         labels = [s.strip() for s in text.replace(";", "\n").splitlines() if s.strip()]
     card = export_model(
@@ -115,10 +122,13 @@ def run(args: argparse.Namespace) -> int:
     if args.no_deepstream:
         return 0
     from hcml.export.cli_deepstream import settings_from_args, write_and_check
-    from hcml.export.deepstream import default_deepstream_dir
 
-    ds_dir = args.deepstream_dir or default_deepstream_dir(card.root)
-    if ds_dir is None:
-        print("  (no DeepStream configs: --out is not an engines/ folder; see --deepstream-dir)")
-        return 0
+    ds_dir = args.deepstream_dir or deepstream_dir_for(card)
     return write_and_check(card, ds_dir, settings_from_args(args), "hcml export")
+
+
+def deepstream_dir_for(card) -> Path:
+    """Where ``hcml export`` writes a card's DeepStream configs by default: ``NAME.deepstream``
+    next to the card (never the tracked ``pipelines/deepstream``)."""
+    stem = Path(card.path).stem if card.path is not None else card.name
+    return Path(card.root) / f"{stem}.deepstream"
