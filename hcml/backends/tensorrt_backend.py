@@ -1,4 +1,4 @@
-"""TensorRT 10 engine: deserializes the card's plans for this GPU and runs them by tensor name.
+"""TensorRT 10/11 engine: deserializes the card's plans for this GPU and runs them by tensor name.
 
 Device memory is torch CUDA tensors (no pycuda): inputs are copied to the GPU, outputs are
 allocated per call from the shapes the execution context reports, addresses are bound with
@@ -6,19 +6,22 @@ allocated per call from the shapes the execution context reports, addresses are 
 The step graph's state stays on the GPU between calls (torch tensors in the opaque state dict).
 
 Plans are not portable: a plan is built for one GPU model and one TensorRT version. The card keys
-its plans ``"<gpu>.<tensorrt-version>"`` (``plan_key()``) and this backend refuses a card whose
-plans were built elsewhere, naming both sides.
+its plans ``"<gpu>.<tensorrt-version>"`` (``plan_key(N)``, ``<gpu>`` the model of CUDA device N) and
+this backend refuses a card whose plans were built elsewhere, naming both sides.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hcml.backends.base import Backend, BackendUnavailable
 from hcml.export.card import ModelCard, ModelCardError
+
+if TYPE_CHECKING:  # checked against tensorrt-stubs (tests/test_typecheck.py)
+    import tensorrt as trt
 
 MAX_BATCH = 32  # the optimization profile's max batch (streams); larger batches run in chunks
 
@@ -49,11 +52,34 @@ def gpu_slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
+def device_index(device: str | int) -> int:
+    """CUDA device index of ``"cuda"`` (0), ``"cuda:N"`` or ``N``; ValueError for anything else."""
+    if isinstance(device, int) and not isinstance(device, bool):
+        index = device
+    else:
+        m = re.fullmatch(r"cuda(?::(\d+))?", str(device).strip())
+        if m is None:
+            raise ValueError(f"device must be cuda or cuda:N for TensorRT, got {device!r}")
+        index = int(m.group(1) or 0)
+    if index < 0:
+        raise ValueError(f"CUDA device index must be >= 0, got {index}")
+    return index
+
+
+def make_plan_key(gpu: str, tensorrt_version: str) -> str:
+    """``"<gpu slug>.<tensorrt-version>"``: what a plan is portable across (not the index)."""
+    return f"{gpu_slug(gpu)}.{tensorrt_version}"
+
+
 def plan_key(device: int = 0) -> str:
-    """``"<gpu>.<tensorrt-version>"`` for this machine (needs TensorRT and a CUDA device)."""
+    """The plan key of CUDA device ``device`` with this TensorRT (needs both)."""
     import tensorrt as trt
 
-    return f"{gpu_slug(gpu_name(device))}.{trt.__version__}"
+    return make_plan_key(gpu_name(device), trt.__version__)
+
+
+def _dims(d: trt.Dims) -> tuple[int, ...]:
+    return tuple(int(d[i]) for i in range(len(d)))
 
 
 _TORCH_DTYPES = {
@@ -69,21 +95,26 @@ _TORCH_DTYPES = {
 class _Engine:
     """One deserialized plan + execution context, run by tensor name with torch CUDA memory."""
 
-    def __init__(self, trt: Any, runtime: Any, path: str, device: Any):
+    def __init__(self, runtime: trt.Runtime, path: str, device: Any):
+        import tensorrt as trt
         import torch
 
         with open(path, "rb") as f:
             blob = f.read()
         torch.cuda.init()
         with torch.cuda.device(device):  # plans and contexts live on the device they load on
-            self.engine = runtime.deserialize_cuda_engine(blob)
-        if self.engine is None:
+            engine: trt.ICudaEngine | None = runtime.deserialize_cuda_engine(blob)
+        if engine is None:
             raise BackendUnavailable(
                 f"TensorRT {trt.__version__} could not deserialize {path}: plans are not portable "
                 "across GPUs or TensorRT versions; rebuild with `hcml build-engine`"
             )
+        self.engine: trt.ICudaEngine = engine
         with torch.cuda.device(device):
-            self.context = self.engine.create_execution_context()
+            context: trt.IExecutionContext | None = engine.create_execution_context()
+        if context is None:
+            raise BackendUnavailable(f"TensorRT could not create an execution context for {path}")
+        self.context: trt.IExecutionContext = context
         self.device = device
         self.inputs: list[str] = []
         self.outputs: list[str] = []
@@ -111,13 +142,20 @@ class _Engine:
         for name in self.inputs:
             t = feeds[name].to(self.device, self.dtypes[name]).contiguous()
             keep.append(t)
-            ctx.set_input_shape(name, tuple(t.shape))
-            ctx.set_tensor_address(name, t.data_ptr())
+            if not ctx.set_input_shape(name, tuple(t.shape)):
+                rest = list(_dims(self.engine.get_tensor_shape(name)))[1:]
+                raise RuntimeError(
+                    f"TensorRT refused input {name} of shape {list(t.shape)} (the plan takes "
+                    f"[1..{MAX_BATCH}, *{rest}])"
+                )
+            if not ctx.set_tensor_address(name, t.data_ptr()):
+                raise RuntimeError(f"TensorRT refused the device address of input {name}")
         out = {}
         for name in self.outputs:
-            shape = tuple(ctx.get_tensor_shape(name))
+            shape = _dims(ctx.get_tensor_shape(name))
             out[name] = torch.empty(shape, dtype=self.dtypes[name], device=self.device)
-            ctx.set_tensor_address(name, out[name].data_ptr())
+            if not ctx.set_tensor_address(name, out[name].data_ptr()):
+                raise RuntimeError(f"TensorRT refused the device address of output {name}")
         stream = torch.cuda.current_stream(self.device)
         with torch.cuda.device(self.device):
             if not ctx.execute_async_v3(stream.cuda_stream):
@@ -139,10 +177,13 @@ class TensorRTBackend(Backend):
 
         if device == "cpu":
             device = "cuda"
+        try:
+            index = device_index(device)
+        except ValueError as e:
+            raise BackendUnavailable(f"tensorrt backend: {e}") from None
         self.card = card
-        self.device = device
-        self._dev = torch.device(device)
-        index = self._dev.index or 0
+        self.device = f"cuda:{index}"
+        self._dev = torch.device(self.device)
         key = plan_key(index)
         plans = card.plans()
         if key not in plans:
@@ -162,7 +203,7 @@ class TensorRTBackend(Backend):
             raise ModelCardError(
                 f"files.plans.{key}.clip", f"file not found: {clip_path}", card.path
             )
-        self._clip = _Engine(trt, runtime, str(clip_path), self._dev)
+        self._clip = _Engine(runtime, str(clip_path), self._dev)
         self._state = list(card.tensors.get("step", {}).get("state", []))
         self.supports_step = bool(entry.get("step"))
         if self.supports_step:
@@ -171,7 +212,7 @@ class TensorRTBackend(Backend):
                 raise ModelCardError(
                     f"files.plans.{key}.step", f"file not found: {step_path}", card.path
                 )
-            self._step_engine = _Engine(trt, runtime, str(step_path), self._dev)
+            self._step_engine = _Engine(runtime, str(step_path), self._dev)
         ct, st = card.tensors.get("clip", {}), card.tensors.get("step", {})
         self._names = (
             ct.get("input", "frames"),

@@ -1,107 +1,174 @@
-"""Build TensorRT 10 plans for a model card's clip and step graphs (the Python API, no trtexec).
+"""Build TensorRT plans for a model card's clip and step graphs: one strongly typed path that
+runs on TensorRT 10 and 11 (the Python API, no trtexec).
 
-Settings mirror ``trtexec --onnx=G --minShapes=in:1x.. --optShapes=in:Bx.. --maxShapes=in:32x..
-[--fp16] [--int8 --calib=CACHE] --memPoolSize=workspace:MB --saveEngine=P``: one optimization
-profile over the batch (= streams) axis 1..32 for every input, workspace limit, precision flags.
+TensorRT 11 removed weak typing (``BuilderFlag.FP16``/``INT8``, ``IBuilderConfig.int8_calibrator``,
+calibration profiles, ``platform_has_fast_fp16``); TensorRT 10 (what DeepStream releases ship)
+builds strongly typed networks too. So the precision lives in the ONNX graph, never in builder
+flags:
+
+- ``fp32``: the card's graph as exported;
+- ``fp16``: the graph with its float tensors and weights converted to float16 by ONNX Runtime's
+  converter (``onnxruntime.transformers.float16``), inputs and outputs kept float32 (Cast nodes
+  at the edges), so callers and DeepStream's FP32 tensors are unchanged;
+- ``int8``: explicit quantization, Q/DQ nodes inserted by ONNX Runtime's static quantizer
+  (``QuantFormat.QDQ``, symmetric signed INT8 activations and per-channel weights, the form
+  TensorRT's explicit quantization takes), calibrated on CPU with ``calibration_batches``.
+
+The network is created with ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` (a no-op where
+strong typing is the only mode). Settings mirror ``trtexec --onnx=G --stronglyTyped
+--minShapes=in:1x.. --optShapes=in:Bx.. --maxShapes=in:32x.. --memPoolSize=workspace:MB
+--saveEngine=P``: one optimization profile over the batch (= streams) axis 1..32 for every input.
 Plans land beside the card as ``NAME.<gpu>.<trt>.plan`` and ``NAME.step.<gpu>.<trt>.plan`` and are
-recorded under ``files.plans["<gpu>.<trt>"]`` with their sha256.
+recorded under ``files.plans["<gpu>.<trt>"]`` with their sha256; ``<gpu>`` is the model of the
+device the plan is built on (``cuda:N``).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import logging
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hcml.backends.tensorrt_backend import MAX_BATCH, gpu_name, missing, plan_key
+from hcml.backends.tensorrt_backend import MAX_BATCH, device_index, gpu_name, missing, plan_key
 from hcml.export.card import ModelCard, sha256_file
+
+if TYPE_CHECKING:
+    import tensorrt as trt
 
 log = logging.getLogger(__name__)
 
-__all__ = ["build_plan", "build_engines", "calibration_batches"]
+__all__ = [
+    "CALIB_CLIPS",
+    "PRECISIONS",
+    "build_engines",
+    "build_plan",
+    "calibration_batches",
+    "calibration_clips",
+    "fp16_onnx",
+    "int8_qdq_onnx",
+    "network_flags",
+    "profile_shapes",
+]
+
+PRECISIONS = ("fp32", "fp16", "int8")
+CALIB_CLIPS = 64  # clips the INT8 calibration sees, whatever the batch
 
 
-def _calibrator(trt: Any, batches: list[dict[str, np.ndarray]], cache: Path) -> Any:
-    """An entropy calibrator (INT8) feeding ``batches`` (name -> array) from torch CUDA memory."""
-    import torch
+def profile_shapes(
+    name: str, shape: Sequence[int], opt_batch: int
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """(min, opt, max) shapes of one input for the batch profile 1 / opt / ``MAX_BATCH``.
 
-    class Calibrator(trt.IInt8EntropyCalibrator2):
-        def __init__(self) -> None:
-            trt.IInt8EntropyCalibrator2.__init__(self)
-            self.i = 0
-            self.keep: list[torch.Tensor] = []
+    shape: the network input's shape, batch first (-1 where dynamic). The other dims must be
+    static; ``opt_batch`` is clamped to 1..MAX_BATCH.
+    """
+    rest = tuple(int(d) for d in shape[1:])
+    if not shape or any(d < 0 for d in rest):
+        raise ValueError(f"input {name} has dynamic non-batch dims {tuple(shape)}")
+    opt = max(1, min(int(opt_batch), MAX_BATCH))
+    return (1, *rest), (opt, *rest), (MAX_BATCH, *rest)
 
-        def get_batch_size(self) -> int:
-            return int(next(iter(batches[0].values())).shape[0]) if batches else 1
 
-        def get_batch(self, names: list[str]) -> list[int] | None:
-            if self.i >= len(batches):
-                return None
-            b = batches[self.i]
-            self.i += 1
-            self.keep = [torch.from_numpy(np.ascontiguousarray(b[n])).cuda() for n in names]
-            return [t.data_ptr() for t in self.keep]
+def network_flags(trt_module: Any) -> int:
+    """``create_network`` flags: STRONGLY_TYPED where the enum has it (TensorRT 10 and 11)."""
+    flag = getattr(trt_module.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    return 0 if flag is None else 1 << int(flag)
 
-        def read_calibration_cache(self) -> bytes | None:
-            return cache.read_bytes() if cache.is_file() else None
 
-        def write_calibration_cache(self, data: Any) -> None:
-            cache.write_bytes(bytes(data))
+def fp16_onnx(src: str | Path, dst: str | Path) -> Path:
+    """``src`` with float32 tensors and weights as float16, inputs/outputs kept float32."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    return Calibrator()
+    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    onnx.save(model, str(dst))
+    return Path(dst)
+
+
+class _Batches:
+    """An ONNX Runtime ``CalibrationDataReader`` over a list of feeds (name -> array)."""
+
+    def __init__(self, batches: list[dict[str, np.ndarray]]):
+        self._it: Iterator[dict[str, np.ndarray]] = iter(batches)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._it, None)
+
+
+def int8_qdq_onnx(src: str | Path, dst: str | Path, batches: list[dict[str, np.ndarray]]) -> Path:
+    """``src`` with explicit INT8 Q/DQ nodes calibrated on ``batches`` (ONNX Runtime, CPU).
+
+    Symmetric signed INT8 (zero points 0) for activations and per-channel weights: the Q/DQ form
+    TensorRT's explicit quantization builds from. Tensors it does not quantize stay float32.
+    """
+    if not batches:
+        raise ValueError("INT8 needs calibration batches")
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Reader(_Batches, CalibrationDataReader):
+        pass
+
+    quantize_static(
+        str(src),
+        str(dst),
+        Reader(batches),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+    )
+    return Path(dst)
 
 
 def build_plan(
     onnx_path: str | Path,
     plan_path: str | Path,
-    fp16: bool = False,
     workspace_mb: int = 1024,
     opt_batch: int = 8,
-    calib: list[dict[str, np.ndarray]] | None = None,
-    calib_cache: Path | None = None,
+    device: int = 0,
 ) -> Path:
-    """Parse an ONNX graph and serialize a plan with a batch profile 1..32 (see module doc)."""
+    """Parse an ONNX graph into a strongly typed network and serialize a plan with a batch
+    profile 1..32 on CUDA device ``device`` (see module doc). The precision is the graph's."""
     why = missing()
     if why is not None:
         raise RuntimeError(f"cannot build TensorRT plans: {why}")
     import tensorrt as trt
+    import torch
 
     logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise RuntimeError(f"TensorRT could not parse {onnx_path}: {errors}")
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
-    if fp16:
-        if not getattr(builder, "platform_has_fast_fp16", True):
-            log.warning("this GPU has no fast FP16; building anyway")
-        config.set_flag(trt.BuilderFlag.FP16)
-    profile = builder.create_optimization_profile()
-    opt = max(1, min(opt_batch, MAX_BATCH))
-    for i in range(network.num_inputs):
-        tensor = network.get_input(i)
-        rest = tuple(tensor.shape)[1:]
-        if any(d < 0 for d in rest):
-            raise RuntimeError(
-                f"{onnx_path}: input {tensor.name} has dynamic non-batch dims {rest}"
+    with torch.cuda.device(device):  # the builder works on the current CUDA device
+        builder = trt.Builder(logger)
+        network = builder.create_network(network_flags(trt))
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse_from_file(str(onnx_path)):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise RuntimeError(f"TensorRT could not parse {onnx_path}: {errors}")
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+        profile = builder.create_optimization_profile()
+        for i in range(network.num_inputs):
+            tensor = network.get_input(i)
+            shape = [tensor.shape[j] for j in range(len(tensor.shape))]
+            try:
+                lo, opt, hi = profile_shapes(tensor.name, shape, opt_batch)
+            except ValueError as e:
+                raise RuntimeError(f"{onnx_path}: {e}") from None
+            profile.set_shape(
+                tensor.name, trt.Dims(list(lo)), trt.Dims(list(opt)), trt.Dims(list(hi))
             )
-        profile.set_shape(tensor.name, (1, *rest), (opt, *rest), (MAX_BATCH, *rest))
-    config.add_optimization_profile(profile)
-    if calib:
-        config.set_flag(trt.BuilderFlag.INT8)
-        if fp16:
-            config.set_flag(trt.BuilderFlag.FP16)
-        config.int8_calibrator = _calibrator(
-            trt, calib, calib_cache or Path(str(plan_path) + ".calib")
-        )
-        config.set_calibration_profile(profile)
-    blob = builder.build_serialized_network(network, config)
+        config.add_optimization_profile(profile)
+        blob: trt.IHostMemory | None = builder.build_serialized_network(network, config)
     if blob is None:
         raise RuntimeError(f"TensorRT failed to build a plan from {onnx_path} (see the log above)")
     plan_path = Path(plan_path)
@@ -109,55 +176,72 @@ def build_plan(
     return plan_path
 
 
-def calibration_batches(
-    card: ModelCard, dataset: str, batch: int = 8, batches: int = 8
-) -> tuple[list[dict[str, np.ndarray]], list[dict[str, np.ndarray]]]:
-    """INT8 calibration inputs for (clip graph, step graph).
+def calibration_clips(card: ModelCard, dataset: str, n: int = CALIB_CLIPS) -> np.ndarray:
+    """Normalized clips [N, 3, T, H, W] for INT8 calibration.
 
-    dataset: a ``.npy`` file of normalized clips [N, 3, T, H, W], or ``synth`` (clips rendered
-    by ``hcml.data.synth``). Step-graph batches pair real frames with the real states that ONNX
-    Runtime produces while streaming those clips.
+    dataset: a ``.npy`` file of normalized clips [N, 3, T, H, W], or ``synth`` (clips rendered by
+    ``hcml.data.synth`` at its own size with the card's frame step, resized to the card's
+    input_size and normalized as the card says).
     """
-    from hcml.backends.onnxruntime_backend import OnnxRuntimeBackend
-
     t = card.window
     h, w = card.input_size
-    n = batch * batches
     if dataset.endswith(".npy"):
-        clips = np.load(dataset).astype(np.float32)
+        try:
+            clips = np.load(dataset).astype(np.float32)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"--int8-calib: cannot read {dataset} ({e})") from None
     elif dataset == "synth":
+        import torch
+
         from hcml.data.synth import render_clip
+        from hcml.data.transforms import resize_clip, to_model_input
 
         rng = np.random.default_rng(0)
-        mean = np.asarray(card.mean, np.float32)[:, None, None, None]
-        std = np.asarray(card.std, np.float32)[:, None, None, None]
-        clips = np.stack(
-            [
-                (
-                    render_clip(i % card.num_classes, rng, t, (h, w)).frames.transpose(3, 0, 1, 2)
-                    / 255.0
-                    - mean
-                )
-                / std
-                for i in range(n)
-            ]
-        ).astype(np.float32)
+        step = max(1, card.frame_step)
+        out = []
+        for i in range(n):
+            frames = render_clip(i % card.num_classes, rng, t * step).frames[::step]
+            clip = resize_clip(torch.from_numpy(np.ascontiguousarray(frames)), (h, w))
+            out.append(to_model_input(clip, card.mean, card.std).numpy())
+        clips = np.stack(out).astype(np.float32)
     else:
         raise ValueError(
             f"--int8-calib: expected a .npy file of normalized clips or 'synth', got {dataset}"
         )
     if clips.ndim != 5 or clips.shape[1:] != (3, t, h, w):
-        raise ValueError(f"calibration clips are {clips.shape}, want [N, 3, {t}, {h}, {w}]")
-    clips = clips[: (len(clips) // batch) * batch]
+        raise ValueError(
+            f"calibration clips are {list(clips.shape)}, want [N, 3, {t}, {h}, {w}] (the card's)"
+        )
+    return clips[:n]
+
+
+def calibration_batches(
+    card: ModelCard, dataset: str, batch: int = 8, clips: int = CALIB_CLIPS
+) -> tuple[list[dict[str, np.ndarray]], list[dict[str, np.ndarray]]]:
+    """INT8 calibration feeds for (clip graph, step graph), ``batch`` clips a feed (the profile's
+    opt batch; clamped to 1..MAX_BATCH) over ``clips`` clips (the last feed may be smaller).
+
+    Step-graph feeds pair real frames with the real states that ONNX Runtime produces while
+    streaming those clips.
+    """
+    from hcml.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    data = calibration_clips(card, dataset, clips)
+    batch = max(1, min(int(batch), MAX_BATCH))
+    t = card.window
     ct = card.tensors["clip"]
-    clip_batches = [{ct["input"]: clips[i : i + batch]} for i in range(0, len(clips), batch)]
+    starts = range(0, len(data), batch)
+    clip_batches = [{ct["input"]: data[i : i + batch]} for i in starts]
+    step_batches: list[dict[str, np.ndarray]] = []
+    st = card.tensors.get("step")
+    if not st or not card.files.get("step"):
+        return clip_batches, step_batches
     ort = OnnxRuntimeBackend(card)
-    st = card.tensors["step"]
-    step_batches = []
-    for i in range(0, len(clips), batch):
-        state = ort.init_state(batch)
+    for i in starts:
+        part = data[i : i + batch]
+        state = ort.init_state(len(part))
         for k in range(t):
-            frame = clips[i : i + batch, :, k]
+            frame = part[:, :, k]
             if k == t - 1:
                 feed = {st["input"]: frame}
                 feed.update({s["name"]: state[s["key"]] for s in st["state"]})
@@ -166,44 +250,62 @@ def calibration_batches(
     return clip_batches, step_batches
 
 
+def _precision_onnx(
+    src: Path, tmp: Path, precision: str, batches: list[dict[str, np.ndarray]] | None
+) -> Path:
+    if precision == "fp16":
+        return fp16_onnx(src, tmp / f"{src.stem}.fp16.onnx")
+    if precision == "int8":
+        return int8_qdq_onnx(src, tmp / f"{src.stem}.int8.onnx", batches or [])
+    return src
+
+
 def build_engines(
     card_path: str | Path,
     fp16: bool = False,
     int8_calib: str | None = None,
     workspace_mb: int = 1024,
     opt_batch: int = 8,
+    device: str | int = "cuda",
 ) -> ModelCard:
-    """Build clip and step plans for this GPU/TensorRT and record them in the card."""
+    """Build clip and step plans on ``device`` (``cuda``, ``cuda:N``) and record them in the card.
+
+    fp16: FP16 graphs; int8_calib: INT8 through Q/DQ calibrated on that dataset (see
+    ``calibration_clips``). One precision a build: both raise ValueError.
+    """
+    if fp16 and int8_calib:
+        raise ValueError("--fp16 and --int8-calib: choose one precision a build")
+    index = device_index(device)
     card = ModelCard.load(card_path)
-    key = plan_key()
+    key = plan_key(index)
     import tensorrt as trt
 
     precision = "int8" if int8_calib else ("fp16" if fp16 else "fp32")
     calib_clip = calib_step = None
     if int8_calib:
-        calib_clip, calib_step = calibration_batches(card, int8_calib)
+        calib_clip, calib_step = calibration_batches(card, int8_calib, opt_batch)
     root = card.root
     entry: dict[str, Any] = {
-        "gpu": gpu_name(),
+        "gpu": gpu_name(index),
         "tensorrt": trt.__version__,
         "precision": precision,
+        "strongly_typed": True,
         "workspace_mb": workspace_mb,
-        "batch": [1, opt_batch, MAX_BATCH],
+        "batch": [1, max(1, min(opt_batch, MAX_BATCH)), MAX_BATCH],
         "built": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
         "from": {card.files["clip"]: card.sha256.get(card.files["clip"], "")},
     }
-    clip_plan = f"{card.name}.{key}.plan"
-    build_plan(
-        root / card.files["clip"], root / clip_plan, fp16, workspace_mb, opt_batch, calib_clip
-    )
-    entry["clip"] = clip_plan
-    if card.files.get("step"):
-        step_plan = f"{card.name}.step.{key}.plan"
-        build_plan(
-            root / card.files["step"], root / step_plan, fp16, workspace_mb, opt_batch, calib_step
-        )
-        entry["step"] = step_plan
-        entry["from"][card.files["step"]] = card.sha256.get(card.files["step"], "")
+    with tempfile.TemporaryDirectory(prefix="hcml-trt-") as tmp:
+        clip_onnx = _precision_onnx(root / card.files["clip"], Path(tmp), precision, calib_clip)
+        clip_plan = f"{card.name}.{key}.plan"
+        build_plan(clip_onnx, root / clip_plan, workspace_mb, opt_batch, index)
+        entry["clip"] = clip_plan
+        if card.files.get("step"):
+            step_onnx = _precision_onnx(root / card.files["step"], Path(tmp), precision, calib_step)
+            step_plan = f"{card.name}.step.{key}.plan"
+            build_plan(step_onnx, root / step_plan, workspace_mb, opt_batch, index)
+            entry["step"] = step_plan
+            entry["from"][card.files["step"]] = card.sha256.get(card.files["step"], "")
     plans = dict(card.files.get("plans") or {})
     plans[key] = entry
     card.files["plans"] = plans
