@@ -75,8 +75,18 @@ class SyntheticClips:
 
     labels: list[str] = list(LABELS)
 
-    def __init__(self, seed: int = 0, frames: int = 16, size: int = 112, length: int | None = None):
+    def __init__(
+        self,
+        seed: int = 0,
+        frames: int = 16,
+        size: int = 112,
+        length: int | None = None,
+        style: str = "classic",
+    ):
+        from hcml.data.synth import get_style
+
         self.seed, self.frames, self.size, self.length = int(seed), int(frames), int(size), length
+        self.style = get_style(style).name  # non-classic clips go through H.264 at their CRF
 
     def __len__(self) -> int:
         if self.length is None:
@@ -91,13 +101,20 @@ class SyntheticClips:
         from hcml.data.synth import clip_seed, render_clip
 
         c = index % len(LABELS)
-        clip = render_clip(c, clip_seed(self.seed, c, index), self.frames, self.size)
+        clip = render_clip(
+            c,
+            clip_seed(self.seed, c, index),
+            self.frames,
+            self.size,
+            style=self.style,
+            encode=self.style != "classic",
+        )
         return torch.from_numpy(clip.frames), c
 
 
-def _render_item(args: tuple[int, int, int, int, int | None]) -> np.ndarray:
-    seed, frames, size, index, store = args
-    clip, _ = SyntheticClips(seed, frames, size).load(index)
+def _render_item(args: tuple[int, int, int, int, int | None, str]) -> np.ndarray:
+    seed, frames, size, index, store, style = args
+    clip, _ = SyntheticClips(seed, frames, size, style=style).load(index)
     if store is not None:
         clip = resize_clip(clip, store)
     return clip.numpy()
@@ -165,12 +182,17 @@ class RenderedClips:
         cache_dir: str | os.PathLike | None = None,
         workers: int | None = None,
         progress: bool = True,
+        style: str = "classic",
     ):
+        from hcml.data.synth import get_style
+
         self.seed, self.frames, self.size, self.length = int(seed), int(frames), int(size), length
+        self.style = get_style(style).name
         self.store_size = None if store_size in (None, size) else int(store_size)
         folder = Path(cache_dir) if cache_dir is not None else synth_cache_dir()
         side = self.store_size or self.size
-        self.path = folder / f"synth-s{seed}-t{frames}-r{size}-x{side}-n{length}.npy"
+        tag = "" if self.style == "classic" else f"-{self.style}"
+        self.path = folder / f"synth-s{seed}-t{frames}-r{size}-x{side}-n{length}{tag}.npy"
         if folder.is_dir():
             remove_stale_renders(folder)  # partial renders of killed writers
         if not self.path.is_file():
@@ -193,7 +215,8 @@ class RenderedClips:
                 tmp, mode="w+", dtype=np.uint8, shape=(self.length, self.frames, side, side, 3)
             )
             jobs = [
-                (self.seed, self.frames, self.size, i, self.store_size) for i in range(self.length)
+                (self.seed, self.frames, self.size, i, self.store_size, self.style)
+                for i in range(self.length)
             ]
             workers = workers or os.cpu_count() or 1
             with mp.get_context("spawn").Pool(workers) as pool:
@@ -375,20 +398,31 @@ def open_dataset(
     """Open a dataset by path (folder, ``.csv``, ``.json``) or ``synth:KEY=V,...``.
 
     ``synth:seed=7,clips=50,frames=16,size=112`` is the synthetic set with ``clips`` clips a class
-    (12 * clips items). fmt: ``auto`` | ``folder`` | ``csv`` | ``kinetics`` | ``ssv2``; root:
+    (12 * clips items); ``style=classic|train|style-shift`` picks the generator's look and
+    ``cache=SIDE`` renders the set once, stored at SIDE px (``RenderedClips``).
+    fmt: ``auto`` | ``folder`` | ``csv`` | ``kinetics`` | ``ssv2``; root:
     where the videos of a Kinetics CSV / SSv2 JSON lie (default: the file's folder).
     """
     s = str(spec)
     if s.startswith("synth:") or s == "synth":
-        opts = {"seed": 0, "clips": 50, "frames": 16, "size": 112}
+        from hcml.data.synth import get_style
+
+        opts: dict[str, Any] = {"seed": 0, "clips": 50, "frames": 16, "size": 112}
+        opts.update(style="classic", cache=None)
         for part in filter(None, s[6:].split(",")):
             key, _, val = part.partition("=")
             if key not in opts:
                 raise DatasetError(f"{s}: unknown synth option {key!r} (options: {list(opts)})")
-            opts[key] = int(val)
-        return SyntheticClips(
-            opts["seed"], opts["frames"], opts["size"], length=opts["clips"] * len(LABELS)
-        )
+            try:
+                opts[key] = get_style(val).name if key == "style" else int(val)
+            except ValueError as e:
+                raise DatasetError(f"{s}: {key}: {e}") from None
+        n = opts["clips"] * len(LABELS)
+        if opts["cache"] is not None:
+            return RenderedClips(
+                opts["seed"], opts["frames"], opts["size"], n, opts["cache"], style=opts["style"]
+            )
+        return SyntheticClips(opts["seed"], opts["frames"], opts["size"], n, opts["style"])
     path = Path(spec)
     if not path.exists():
         raise DatasetError(f"dataset not found: {path}")
@@ -509,5 +543,8 @@ def describe(source: Any) -> str:
     """One line about a source, for logs."""
     if isinstance(source, SyntheticClips):
         n = "inf" if source.length is None else source.length
-        return f"synthetic(seed={source.seed}, frames={source.frames}, size={source.size}, n={n})"
+        return (
+            f"synthetic(seed={source.seed}, frames={source.frames}, size={source.size}, n={n}, "
+            f"style={source.style})"
+        )
     return f"{len(source)} videos under {source.root}, {len(source.labels)} classes"
