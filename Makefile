@@ -30,6 +30,8 @@ $(VENV)/.stamp-pip: $(VENV)/.stamp-apt setup.py
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev,serve]'
 	$(PY) -m pip install -q --no-deps 'nvidia-pytriton==0.7.0'
+	$(PY) -m pip install -q --no-deps --ignore-requires-python --upgrade --target $(VENV)/typestubs \
+		'tensorrt-stubs==10.13.0.35.1' 'pyds-stubs==1.2.2'  # for mypy only: see setup.py's dev
 	@touch $@
 
 env: setup
