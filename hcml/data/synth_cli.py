@@ -3,7 +3,10 @@
 Writes OUT/<class>/<class>_NNNN.mp4 (H.264), OUT/labels.txt, OUT/index.csv (path,label),
 OUT/params.jsonl (every clip's sampled parameters) and, with --flow, OUT/<class>/*.flow.npz
 (ground-truth optical flow, key `flow`, float32 [T-1, H, W, 2]). The same --seed always gives
-the same clips; clip i of a class does not depend on --clips-per-class.
+the same clips; clip i of a class does not depend on --clips-per-class. --style picks the look:
+classic (flat shapes, fixed camera; the shipped card's sets), train (photo textures, moving
+camera, blur, noise, lighting drift, H.264 at CRF 12-32) or style-shift (disjoint shapes,
+textures, backgrounds and photos: the generalisation check); docs/TRAINING.md, "Generator styles".
 """
 
 from __future__ import annotations
@@ -35,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="dataset seed")
     parser.add_argument("--fps", type=int, default=25, help="frame rate written into the files")
+    parser.add_argument(
+        "--style",
+        choices=["classic", "train", "style-shift"],
+        default="classic",
+        help="generator look (default classic)",
+    )
     parser.add_argument(
         "--flow", action="store_true", help="also write ground-truth optical flow (.flow.npz)"
     )
@@ -104,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         args.flow,
         args.fps,
         progress=not args.quiet,
+        style=args.style,
     )
     if not args.quiet:
         n = 12 * args.clips_per_class
