@@ -65,7 +65,7 @@ class TritonBackend(Backend):
         server: str | None = None,
         timeout: float = 10.0,
         backoff: float = 0.5,
-        max_backoff: float = 8.0,
+        max_backoff: float = 4.0,
     ):
         if not server:
             raise BackendUnavailable("backend=triton needs server=HOST:PORT (the gRPC endpoint)")
