@@ -103,10 +103,15 @@ def _numbers(name: str, c: dict[str, Any]) -> str:
     return ""
 
 
+def _cell(text: str) -> str:
+    """Table-safe text: no pipes or line breaks from an error message."""
+    return " ".join(str(text).replace("|", "\\|").split())
+
+
 def _summary(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     rows = []
     for name, c in result.get("checks", {}).items():
-        rows.append([name, _verdict(c), _numbers(name, c), c.get("seconds")])
+        rows.append([name, _cell(_verdict(c)), _cell(_numbers(name, c)), c.get("seconds")])
     return ["check", "result", "numbers", "s"], rows
 
 
@@ -116,7 +121,9 @@ def _throughput(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     rows = []
     for r in result.get("checks", {}).get("throughput", {}).get("rows", []):
         if "fps" not in r:
-            why = f"skipped: {r['skipped']}" if "skipped" in r else f"error: {r.get('error')}"
+            why = _cell(
+                f"skipped: {r['skipped']}" if "skipped" in r else f"error: {r.get('error')}"
+            )
             rows.append([r["engine"], r.get("graph", "-"), r.get("batch", "-"), "-", "-", why,
                          "-"])  # fmt: skip
             continue

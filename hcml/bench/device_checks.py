@@ -91,6 +91,7 @@ class Context:
         self.card_path = card_path
         self.card, self.card_note = load_card(card_path)
         self._backends: dict[str, Any] = {}
+        self.graphs_error: str | None = None  # why CUDA graphs failed (cuda_graphs check)
 
     def remaining(self) -> float:
         return self.sizes.budget_s - (time.perf_counter() - self.start)
@@ -209,6 +210,8 @@ def check_environment(ctx: Context) -> dict[str, Any]:
                    multiprocessors=p.multi_processor_count)  # fmt: skip
         out["driver"] = _driver_version()
     out["pass"] = True if ctx.dry_run else bool(torch.cuda.is_available())
+    if not out["pass"]:
+        out["error"] = f"no CUDA device for {ctx.device} (torch.cuda.is_available() is False)"
     if ctx.dry_run:
         out["note"] = "dry run on the CPU: no GPU asked for"
     return out
@@ -258,8 +261,12 @@ def check_cuda_graphs(ctx: Context) -> dict[str, Any]:
     clip = torch.randn(s.clip_batch, 3, card.window, h, w, generator=gen)
     frames = torch.randn(s.step_batch, 3, 2 * card.window, h, w, generator=gen)
     t0 = time.perf_counter()
-    graphs = ctx.backend("graphs")
-    out = _compare(ctx.backend("eager"), graphs, frames, clip)
+    try:
+        graphs = ctx.backend("graphs")
+        out = _compare(ctx.backend("eager"), graphs, frames, clip)
+    except Exception as e:  # the throughput check then skips CUDA graphs instead of recompiling
+        ctx.graphs_error = f"{type(e).__name__}: {str(e).strip()[:300]}"
+        raise
     out["first_calls_s"] = round(time.perf_counter() - t0, 2)  # includes torch.compile
     out["describe"] = graphs.describe()
     if ctx.dry_run:
@@ -364,19 +371,21 @@ def profile_copies(fn: Callable[[], Any], cuda: bool) -> tuple[Any, dict[str, An
     return result, stats
 
 
-def _moving_frames(ctx: Context, streams: int, n: int) -> list[Any]:
+def _moving_frames(ctx: Context, streams: int, n: int) -> tuple[list[list[Any]], list[list[Any]]]:
     """Per stream, n uint8 RGBA frames [H, W, 4] on the device: strided views of one wider random
-    image sliding 2 px a frame (horizontal motion; row pitch > 4 W, like an NVMM surface)."""
+    image sliding 2 px a frame (horizontal motion; row pitch > 4 W, like an NVMM surface); and
+    the same frames on the host (the CPU reference)."""
     torch = ctx.torch
     h, w = ctx.sizes.frame_hw
     dev = "cpu" if ctx.dry_run else ctx.device
     gen = torch.Generator(device=dev).manual_seed(2)
-    out = []
-    for _ in range(streams):
-        base = torch.randint(0, 256, (h, w + 2 * n, 4), dtype=torch.uint8, device=dev,
-                             generator=gen)  # fmt: skip
-        out.append([base[:, 2 * i : 2 * i + w] for i in range(n)])
-    return out
+    bases = [torch.randint(0, 256, (h, w + 2 * n, 4), dtype=torch.uint8, device=dev,
+                           generator=gen) for _ in range(streams)]  # fmt: skip
+
+    def views(images: list[Any]) -> list[list[Any]]:
+        return [[b[:, 2 * i : 2 * i + w] for i in range(n)] for b in images]
+
+    return views(bases), views([b.cpu() for b in bases])
 
 
 def _run_engine(ctx: Context, backend: Any, frames: list[list[Any]], mode: str, dev: str):
@@ -417,8 +426,7 @@ def check_engine_device_input(ctx: Context) -> dict[str, Any]:
     card, s = ctx.card, ctx.sizes
     n = s.frames_per_stream or 2 * card.window * (card.frame_step or 1)
     dev = "cpu" if ctx.dry_run else ctx.device
-    frames = _moving_frames(ctx, s.streams, n)
-    host_frames = [[f.cpu() for f in stream] for stream in frames]
+    frames, host_frames = _moving_frames(ctx, s.streams, n)
     total = s.streams * n
     out: dict[str, Any] = {"streams": s.streams, "frames_per_stream": n,
                            "frame_size": f"{s.frame_hw[1]}x{s.frame_hw[0]} RGBA uint8",
@@ -505,13 +513,12 @@ def check_throughput(ctx: Context) -> dict[str, Any]:
     s, card = ctx.sizes, ctx.card
     need = SOURCE_FPS / (card.frame_step or 1)  # graph calls a second per 30 fps stream
     rows: list[dict[str, Any]] = []
-    graphs = (
-        "torch eager CPU (dry-run stand-in for CUDA graphs)"
-        if ctx.dry_run
-        else ("torch CUDA graphs")
-    )
+    graphs = "torch CUDA graphs"
+    if ctx.dry_run:
+        graphs = "torch eager CPU (dry-run stand-in for CUDA graphs)"
     engines = [("torch eager", lambda: ctx.backend("eager")),
-               (graphs, lambda: ctx.backend("graphs")),
+               (graphs, lambda: f"failed in the cuda_graphs check: {ctx.graphs_error}"
+                if ctx.graphs_error else ctx.backend("graphs")),
                ("onnxruntime CUDA", lambda: _ort_cuda(ctx))]  # fmt: skip
     for label, opener in engines:
         try:
@@ -523,10 +530,11 @@ def check_throughput(ctx: Context) -> dict[str, Any]:
             ctx.log(f"  {label}: skipped: {backend}")
             continue
         for graph, make in (("step", _step_call), ("clip", _clip_call)):
+            failed = None
             for batch in s.batches:
                 row: dict[str, Any] = {"engine": label, "graph": graph, "batch": batch}
-                if ctx.remaining() < 15:
-                    row["skipped"] = "time budget spent"
+                if ctx.remaining() < 15 or failed:
+                    row["skipped"] = f"batch {failed} failed" if failed else "time budget spent"
                     rows.append(row)
                     continue
                 try:
@@ -544,6 +552,7 @@ def check_throughput(ctx: Context) -> dict[str, Any]:
                             f"{fps:9.1f} frames/s {fps / need:8.1f} streams")  # fmt: skip
                 except Exception as e:  # noqa: BLE001 - one row failing is that row
                     row["error"] = f"{type(e).__name__}: {str(e).strip()[:300]}"
+                    failed = batch
                     ctx.log(f"  {label} {graph} batch {batch}: {row['error']}")
                 rows.append(row)
     best: dict[str, Any] = {}
@@ -641,7 +650,8 @@ def run_checks(
         try:
             r = fn(ctx)
         except Exception as e:  # noqa: BLE001 - fail-soft: the next check still runs
-            r = {"pass": False, "error": f"{type(e).__name__}: {e}",
+            text = (str(e).strip().splitlines() or [""])[0][:300]
+            r = {"pass": False, "error": f"{type(e).__name__}: {text}",
                  "traceback": traceback.format_exc()[-2000:]}  # fmt: skip
         r["seconds"] = round(time.perf_counter() - t0, 2)
         result["checks"][name] = r
