@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hcml.labels import LABELS
-from hcml.stream.run_cli import add_arguments, build_pipeline, source_description
+from hcml.stream.run_cli import add_arguments, build_pipeline, parse_rtp, source_description
 
 pytestmark = pytest.mark.gst
 TOUR = Path(__file__).parent / "data" / "motion_tour_112.mp4"
@@ -44,6 +44,45 @@ def test_source_forms():
         'uridecodebin uri="rtsp://cam/stream"'
     )
     assert source_description("clip 1.mp4").startswith('filesrc location="clip 1.mp4" ! decodebin')
+
+
+def test_rtp_urls_are_parsed_strictly():
+    assert parse_rtp("rtp://127.0.0.1:5004") == ("127.0.0.1", 5004)
+    assert parse_rtp("rtp://:5004/") == ("0.0.0.0", 5004)
+    assert parse_rtp("RTP://localhost:1") == ("localhost", 1)
+    assert parse_rtp("rtp://[::1]:65535") == ("::1", 65535)
+    assert 'udpsrc uri="udp://[::1]:5004"' in source_description("rtp://[::1]:5004")
+    for bad, why in [
+        ("rtp://127.0.0.1", "no port"),
+        ("rtp://127.0.0.1:", "no port"),
+        ("rtp://127.0.0.1:99999", "1 to 65535"),
+        ("rtp://127.0.0.1:0", "1 to 65535"),
+        ("rtp://127.0.0.1:x", "1 to 65535"),
+        ("rtp://999.1.1.1:5004", "not an IPv4 address"),
+        ("rtp://[nope]:5004", "not an IPv6 address"),
+        ("rtp://a/b:5004", "expected rtp://HOST:PORT"),
+    ]:
+        with pytest.raises(ValueError, match=why):
+            source_description(bad)
+
+
+@pytest.mark.parametrize(
+    "url, why",
+    [
+        ("rtp://127.0.0.1", "no port"),
+        ("rtp://127.0.0.1:99999", "not a number from 1 to 65535"),
+        ("rtp://999.1.1.1:5004", "999.1.1.1 is not an IPv4 address"),
+        ("rtp://nosuchhost.invalid:5004", "cannot resolve host 'nosuchhost.invalid'"),
+        ("rtp://192.0.2.1:5004", "not an address of this machine"),  # TEST-NET-1, never local
+    ],
+)
+def test_bad_rtp_url_is_a_one_line_error_not_a_wait(url, why):
+    """These used to wait for packets forever (issue 18 item 2)."""
+    proc = _hcml_run(url, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"hcml run: {url}: ") and why in lines[0], lines
+    assert "started" not in proc.stderr
 
 
 def test_pipeline_file_placeholders(tmp_path):

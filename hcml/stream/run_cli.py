@@ -7,7 +7,9 @@ SRC forms (first match wins):
   in and the ``--set`` properties added to its ``hcmlaction``;
 * ``camera`` or ``camera:N``: the source of ``pipelines/camera.pipeline`` on ``/dev/videoN``;
 * ``rtp://HOST:PORT``: the source of ``pipelines/rtp-h264.pipeline`` (``udpsrc`` +
-  ``rtpjitterbuffer`` + ``rtph264depay`` + ``avdec_h264``) listening on HOST:PORT;
+  ``rtpjitterbuffer`` + ``rtph264depay`` + ``avdec_h264``) listening on HOST:PORT (HOST empty:
+  all addresses); the URL is checked, the host resolved and the port bound once before the
+  pipeline starts, so a bad one is a one-line error (exit 2), not a wait for packets forever;
 * ``SCHEME://...`` (file, rtsp, http(s), ...): the source of ``pipelines/uri.pipeline``
   (``uridecodebin``);
 * anything else: a local file through the source of ``pipelines/file.pipeline``
@@ -27,12 +29,16 @@ Exit status: 0 at EOS, 1 on a GStreamer error (printed in words), 2 on a bad com
 from __future__ import annotations
 
 import argparse
+import errno
+import ipaddress
 import json
 import os
 import re
 import signal
+import socket
 import sys
 import sysconfig
+import threading
 import time
 from pathlib import Path
 
@@ -129,14 +135,75 @@ def _part(name: str, index: int, values: dict[str, str]) -> str:
     return fill(text, values, str(PIPELINES / name))
 
 
+def parse_rtp(source: str) -> tuple[str, int]:
+    """``rtp://HOST:PORT`` -> (host, port); HOST may be empty (all addresses, ``0.0.0.0``), a
+    name, an IPv4 address or a bracketed IPv6 one. A malformed URL is a one-line ValueError."""
+    m = re.fullmatch(r"rtp://(\[[^\]]*\]|[^:/\[\]]*)(?::([^/]*))?/?", source, re.IGNORECASE)
+    if m is None:
+        raise ValueError(f"{source}: expected rtp://HOST:PORT (e.g. rtp://127.0.0.1:5004)")
+    host, port = m.group(1), m.group(2)
+    if port is None or port == "":
+        raise ValueError(f"{source}: no port; expected rtp://HOST:PORT (e.g. rtp://:5004)")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{source}: port {port!r} is not a number from 1 to 65535")
+    if host.startswith("["):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{source}: [{host}] is not an IPv6 address") from None
+    elif re.fullmatch(r"[\d.]+", host):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError(f"{source}: {host} is not an IPv4 address") from None
+    return host or "0.0.0.0", int(port)
+
+
+def check_rtp_source(source: str, timeout: float = 10.0) -> None:
+    """Resolve the host of ``rtp://HOST:PORT`` and try to bind its UDP port, as ``udpsrc``
+    will; a one-line ValueError says what fails (udpsrc itself would wait forever)."""
+    host, port = parse_rtp(source)
+    result: list = []
+
+    def resolve() -> None:
+        try:
+            result.append(socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM))
+        except OSError as e:
+            result.append(e)
+
+    worker = threading.Thread(target=resolve, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not result:
+        raise ValueError(f"{source}: cannot resolve host {host!r} (no answer in {timeout:g} s)")
+    if isinstance(result[0], OSError):
+        raise ValueError(f"{source}: cannot resolve host {host!r} ({result[0].strerror})")
+    family, _, _, _, address = result[0][0]
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as e:
+            hint = (
+                " (not an address of this machine: rtp:// listens on a local address or a "
+                "multicast group; rtp://:PORT listens on all)"
+                if e.errno == errno.EADDRNOTAVAIL
+                else ""
+            )
+            raise ValueError(
+                f"{source}: cannot listen on {address[0]} port {port}: {e.strerror}{hint}"
+            ) from None
+
+
 def source_description(source: str) -> str:
     """The gst-launch text that decodes ``source`` to raw video (see the module doc)."""
     cam = re.fullmatch(r"camera(?::(\d+))?", source)
     if cam:
         return _part("camera.pipeline", 0, {"SRC": f"/dev/video{cam.group(1) or 0}"})
-    rtp = re.fullmatch(r"rtp://([^:/]*):(\d+)/?", source)
-    if rtp:
-        host, port = rtp.group(1) or "0.0.0.0", rtp.group(2)
+    if source.lower().startswith("rtp://"):
+        host, port = parse_rtp(source)
+        host = f"[{host}]" if ":" in host else host
         return _part("rtp-h264.pipeline", 0, {"SRC": f"udp://{host}:{port}"})
     if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", source):
         return _part("uri.pipeline", 0, {"SRC": source})
@@ -230,6 +297,12 @@ def run(args: argparse.Namespace) -> int:
     if args.print_pipeline:
         print(description)
         return 0
+    if args.source.lower().startswith("rtp://"):
+        try:
+            check_rtp_source(args.source)
+        except ValueError as e:
+            print(f"hcml run: {e}", file=sys.stderr)
+            return 2
     gst_environment()
     import gi
 
