@@ -32,7 +32,7 @@ try:  # DeepStream's own wheel; PyPI's "pyds" is an unrelated package
 
     AVAILABLE = hasattr(pyds, "gst_buffer_get_nvds_batch_meta")
 except ImportError:  # pragma: no cover - depends on the machine
-    pyds = None
+    pyds = None  # type: ignore[assignment]
     AVAILABLE = False
 
 __all__ = [
@@ -191,7 +191,8 @@ def attach_classifier_meta(
     rect.border_width = 0
     obj.class_id, obj.confidence, obj.obj_label = class_id, score, label
     obj.unique_component_id = COMPONENT_ID
-    pyds.nvds_add_obj_meta_to_frame(frame_meta, obj, None)
+    # no parent object: None, as NVIDIA's samples pass (pyds-stubs type it non-optional)
+    pyds.nvds_add_obj_meta_to_frame(frame_meta, obj, None)  # type: ignore[arg-type]
     cls = pyds.nvds_acquire_classifier_meta_from_pool(batch_meta)
     cls.unique_component_id = COMPONENT_ID
     info = pyds.nvds_acquire_label_info_meta_from_pool(batch_meta)
