@@ -51,6 +51,13 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "zeta": 0.5,  # L_rec = photometric + zeta * smoothness
     "charbonnier_alpha": 0.45,
     "charbonnier_eps": 1e-3,
+    # L_rec options (hcml.model.flow.FlowLossConfig; 0 / 1 / False: the plain L_rec)
+    "flow_census": 0.0,  # weight of the census term
+    "flow_ssim": 0.0,  # weight of the SSIM term
+    "flow_edge": 0.0,  # edge-aware smoothness: weight exp(-flow_edge * |grad I|)
+    "flow_scales": 1,  # photometric terms at this many scales
+    "flow_occlusion": False,  # forward-backward occlusion mask (runs the flow net twice)
+    "flow_dilation": False,  # dilated flow-net convs (1, 2, 4, 8): same weights, wider view
     "p0": "features",  # P^0 for the contrastive heads: "features" (flow net's) or "flow"
     "deltas": 2,  # D: predict P^{l-1}_{t+delta} for delta = 1..D
     "samples": 16,  # N spatial positions sampled per video

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from hcml.model.contrastive import ContrastiveHead, contrastive_loss
-from hcml.model.flow import FlowNet, reconstruction_loss
+from hcml.model.flow import FlowLossConfig, FlowNet, reconstruction_loss
 from hcml.model.net import HCMLNet, _to_5d
 from hcml.model.registry import TRAIN_DEFAULTS
 
@@ -46,7 +46,19 @@ class HCMLTrainingWrapper(nn.Module):
         self.train_cfg = cfg
         self.flow_net: FlowNet | None = None
         if cfg["flow"]:
-            self.flow_net = FlowNet(int(cfg["flow_growth"]), int(cfg["flow_scale"]))
+            self.flow_net = FlowNet(
+                int(cfg["flow_growth"]), int(cfg["flow_scale"]), dilation=bool(cfg["flow_dilation"])
+            )
+        self.flow_loss_cfg = FlowLossConfig(
+            zeta=float(cfg["zeta"]),
+            alpha=float(cfg["charbonnier_alpha"]),
+            eps=float(cfg["charbonnier_eps"]),
+            census=float(cfg["flow_census"]),
+            ssim=float(cfg["flow_ssim"]),
+            edge=float(cfg["flow_edge"]),
+            scales=int(cfg["flow_scales"]),
+            occlusion=bool(cfg["flow_occlusion"]),
+        )
         self.heads = nn.ModuleDict()
         if cfg["contrastive"]:
             chain: list[tuple[str, int]] = []
@@ -71,11 +83,13 @@ class HCMLTrainingWrapper(nn.Module):
         x: Tensor,
         generator: torch.Generator | None = None,
         contrastive_levels: list[int] | None = None,
+        flow_only: bool = False,
     ) -> dict[str, Any]:
         """One training forward.
 
         x [B, 3, T, H, W] (normalized). generator: seeds the contrastive position sampling.
         contrastive_levels: levels whose L_contrastive to compute (default: all with a head).
+        flow_only: run the flow net alone (the flow stage): only ``flow`` and ``rec`` are set.
 
         Returns a dict:
 
@@ -87,6 +101,10 @@ class HCMLTrainingWrapper(nn.Module):
           "photometric", "smoothness" (scalars), "mask" [B, 1, T-1, H/s, W/s]};
         * ``contrastive`` {l: scalar L_contrastive^l} (empty without heads).
         """
+        if flow_only:
+            if self.flow_net is None:
+                raise ValueError("flow_only: this wrapper has no flow net")
+            return self._flow(x, {})
         zs, ps, t = self.model.forward_levels(x)
         features = [_to_5d(z, t) for z in zs]
         out: dict[str, Any] = {
@@ -97,17 +115,8 @@ class HCMLTrainingWrapper(nn.Module):
         }
         motion_by_key: dict[str, Tensor] = {str(lv): p for lv, p in out["motion"].items()}
         if self.flow_net is not None:
-            fo = self.flow_net(x)
-            out["flow"] = fo["flow"]
-            out["p0"] = fo["flow"] if self.train_cfg["p0"] == "flow" else fo["features"]
+            self._flow(x, out)
             motion_by_key["p0"] = out["p0"]
-            out["rec"] = reconstruction_loss(
-                fo["frames"],
-                fo["flow"],
-                float(self.train_cfg["zeta"]),
-                float(self.train_cfg["charbonnier_alpha"]),
-                float(self.train_cfg["charbonnier_eps"]),
-            )
         wanted = None if contrastive_levels is None else {str(v) for v in contrastive_levels}
         for key, head in self.heads.items():
             if wanted is not None and key not in wanted:
@@ -120,4 +129,14 @@ class HCMLTrainingWrapper(nn.Module):
                 tau=float(self.train_cfg["tau"]),
                 generator=generator,
             )
+        return out
+
+    def _flow(self, x: Tensor, out: dict[str, Any]) -> dict[str, Any]:
+        """Flow net forward + L_rec into ``out`` ("flow", "p0", "rec")."""
+        fo = self.flow_net(x, backward=self.flow_loss_cfg.occlusion)
+        out["flow"] = fo["flow"]
+        out["p0"] = fo["flow"] if self.train_cfg["p0"] == "flow" else fo["features"]
+        out["rec"] = reconstruction_loss(
+            fo["frames"], fo["flow"], cfg=self.flow_loss_cfg, flow_bw=fo.get("flow_bw")
+        )
         return out

@@ -1,8 +1,12 @@
-"""The P^0 flow net's end-point error against the synthetic generator's ground-truth flow.
+"""The P^0 flow net's end-point error against exact ground-truth flow.
 
-``hcml eval-flow CKPT [--clips-per-class N] [--seed S]`` renders clips in memory with their exact
-flow (``hcml.data.synth.render_clip(..., with_flow=True)``), runs the checkpoint's flow net on
-consecutive frame pairs at the model's input size, and compares on the flow net's grid:
+``hcml eval-flow CKPT [--set synth|dense] [--clips-per-class N] [--seed S]`` renders clips in
+memory with their exact flow, runs the checkpoint's flow net on consecutive frame pairs at the
+model's input size, and compares on the flow net's grid. Sets: ``synth`` (default), the motion
+benchmark (``hcml.data.synth.render_clip(..., with_flow=True)``; 12 classes, objects moving over a
+mostly static background); ``dense``, a camera panning / zooming / rotating over scikit-learn's
+sample photos, every pixel moving (``hcml.data.dense_motion``; 12 clips a "class" = 3 of each
+motion kind).
 
     EPE = mean_x || u_pred(x) - u_gt(x) ||_2     (pixels of the flow net's grid)
 
@@ -28,6 +32,9 @@ MOVING = 0.05  # |u_gt| above this (grid pixels) counts as a moving pixel
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="a training checkpoint (.pt) whose run had a flow net")
+    parser.add_argument(
+        "--set", dest="flow_set", choices=("synth", "dense"), default="synth", help="clip set"
+    )
     parser.add_argument("--clips-per-class", type=int, default=10)
     parser.add_argument("--seed", type=int, default=777, help="generator seed (unseen in training)")
     parser.add_argument("--frames", type=int, default=8, help="consecutive frames a clip")
@@ -70,10 +77,13 @@ def flow_epe(
     frames: int = 8,
     size: int = 112,
     progress: bool = True,
+    flow_set: str = "synth",
 ) -> dict[str, Any]:
     """EPE of ``flow_net`` on ``12 * clips_per_class`` rendered clips (see the module doc)."""
     from tqdm import tqdm
 
+    from hcml.data.dense_motion import KINDS as DENSE_KINDS
+    from hcml.data.dense_motion import render_dense_clip
     from hcml.data.synth import clip_seed, render_clip
     from hcml.data.transforms import resize_clip, to_model_input
     from hcml.labels import LABELS
@@ -83,7 +93,11 @@ def flow_epe(
     counts = {"all": 0, "moving": 0}
     jobs = [(c, i) for i in range(clips_per_class) for c in range(len(LABELS))]
     for c, i in tqdm(jobs, desc="flow EPE", unit="clip", disable=not progress):
-        clip = render_clip(c, clip_seed(seed, c, i), frames, size, with_flow=True)
+        if flow_set == "dense":
+            kind = DENSE_KINDS[c % len(DENSE_KINDS)]
+            clip = render_dense_clip(seed * 1_000_003 + c * 1009 + i, frames, size, kind)
+        else:
+            clip = render_clip(c, clip_seed(seed, c, i), frames, size, with_flow=True)
         x = to_model_input(
             resize_clip(torch.from_numpy(clip.frames), (h, w)), cfg["mean"], cfg["std"]
         )
@@ -106,6 +120,7 @@ def flow_epe(
         "n_clips": len(jobs),
         "seed": seed,
         "frames": frames,
+        "set": flow_set,
     }
 
 
@@ -116,11 +131,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"hcml eval-flow: {e}", file=sys.stderr)
         return 2
     result = flow_epe(
-        net, cfg, args.clips_per_class, args.seed, args.frames, args.size, not args.no_progress
+        net,
+        cfg,
+        args.clips_per_class,
+        args.seed,
+        args.frames,
+        args.size,
+        not args.no_progress,
+        args.flow_set,
     )
     grid = "x".join(map(str, result["grid"]))
     print(
-        f"P^0 flow EPE on {result['n_clips']} clips (grid {grid} px): "
+        f"P^0 flow EPE on {result['n_clips']} {args.flow_set} clips (grid {grid} px): "
         f"{result['epe']:.3f} (zero flow {result['epe_zero_flow']:.3f}); moving pixels "
         f"({100 * result['moving_fraction']:.1f}%): {result['epe_moving']:.3f} "
         f"(zero flow {result['epe_moving_zero_flow']:.3f})"

@@ -6,6 +6,9 @@ Schema (every key optional unless marked; unknown keys are errors naming the key
     seed: int = 0
     deterministic: bool = false    # torch.use_deterministic_algorithms, no cuDNN benchmark
     out: str                       # run folder (default runs/<name>); --out overrides
+    init_from: PATH                # start the first phase from a pretraining run (its folder
+                                   # or a .pt): every weight except the classifier's is loaded
+                                   # (hcml.training.pretrain.load_pretrained)
     model:                         # required
       name: str                    # required, a hcml.model.list_models() entry
       frames: int = 16             # T the model is trained (and deployed) with
@@ -16,6 +19,8 @@ Schema (every key optional unless marked; unknown keys are errors naming the key
       train: synth | {synth: {seed, frames, size, length, cache}} | PATH   # default synth
                                    # (seed = recipe seed); cache: render `length` clips once,
                                    # stored at this side (px) in $HCML_CACHE (RenderedClips)
+             | {unlabelled: {path, fps, camera, min_crop}}   # unlabelled video (folder, list
+                                   # file or videos.json) for flow / progressive stages only
       val: DATASET SPEC | null     # e.g. "synth:seed=999,clips=4" or a folder / CSV
       batch_size: int = 8          # per process
       workers: int = 0
@@ -99,6 +104,7 @@ def validate_recipe(raw: Any, source: str = "<recipe>") -> dict[str, Any]:
             "ckpt_every": int,
             "stages": list,
             "description": str,
+            "init_from": str,
         },
         source,
     )
@@ -160,7 +166,18 @@ def validate_recipe(raw: Any, source: str = "<recipe>") -> dict[str, Any]:
         {"scale": _NUM, "hflip": _NUM, "brightness": _NUM, "contrast": _NUM, "reverse": _NUM},
         f"{source}: data.augment",
     )
-    if isinstance(data["train"], dict):
+    if isinstance(data["train"], dict) and "unlabelled" in data["train"]:
+        _check(data["train"], {"unlabelled": dict}, f"{source}: data.train")
+        un = _check(
+            data["train"]["unlabelled"],
+            {"path": str, "fps": _NUM, "camera": _NUM, "min_crop": _NUM},
+            f"{source}: data.train.unlabelled",
+        )
+        if "path" not in un:
+            raise RecipeError(f"{source}: data.train.unlabelled: missing required key 'path'")
+        if not 0.0 <= float(un.get("camera", 0.0)) <= 1.0:
+            raise RecipeError(f"{source}: data.train.unlabelled.camera: a share in [0, 1]")
+    elif isinstance(data["train"], dict):
         _check(data["train"], {"synth": dict}, f"{source}: data.train")
         _check(
             data["train"].get("synth", {}),
@@ -218,6 +235,14 @@ def validate_recipe(raw: Any, source: str = "<recipe>") -> dict[str, Any]:
         full.setdefault("label_smoothing", 0.0)
         stages.append(full)
     r["stages"] = stages
+    unlabelled = isinstance(data["train"], dict) and "unlabelled" in data["train"]
+    if unlabelled:
+        for i, st in enumerate(stages):
+            if st["type"] not in ("flow", "progressive"):
+                raise RecipeError(
+                    f"{source}: stages[{i}]: a {st['type']} stage needs labels; unlabelled "
+                    "data trains flow and progressive stages only"
+                )
     return r
 
 

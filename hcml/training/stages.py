@@ -76,7 +76,8 @@ class FlowStage:
         module.flow_net.train()
 
     def loss(self, model, x, y, generator):
-        out = model(x, generator=generator, contrastive_levels=[])
+        # The flow net alone: the rest of the network is frozen and its output unused.
+        out = model(x, generator=generator, contrastive_levels=[], flow_only=True)
         rec = out["rec"]
         return rec["rec"], {
             "rec": float(rec["rec"].detach()),
