@@ -30,7 +30,7 @@ _RUNNER = (
 )
 
 
-def _run(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def _run(*argv: str, timeout: float = 300) -> subprocess.CompletedProcess:
     code = _RUNNER.format(blocked=BLOCKED, script=str(SCRIPT), argv=list(argv))
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1",
            "HOME": str(Path.home())}  # fmt: skip

@@ -351,13 +351,21 @@ def memcpy_stats(trace: dict[str, Any] | list[dict[str, Any]]) -> dict[str, Any]
     return out
 
 
-def profile_copies(fn: Callable[[], Any], cuda: bool) -> tuple[Any, dict[str, Any]]:
-    """Run ``fn`` under the profiler and the host-call hook: (its result, copy statistics)."""
+def profile_copies(
+    fn: Callable[[], Any], cuda: bool, profiler: bool = True
+) -> tuple[Any, dict[str, Any]]:
+    """Run ``fn`` under the profiler (``profiler=False``: not) and the host-call hook: (its
+    result, copy statistics)."""
     torch = sys.modules["torch"]
     from torch.profiler import ProfilerActivity, profile
 
     acts = [ProfilerActivity.CUDA] if cuda else [ProfilerActivity.CPU]
     hook = _HostCalls()
+    if not profiler:
+        with hook.mode:
+            result = fn()
+        return result, {**memcpy_stats([]), "profiled": False,
+                        "host_transfer_calls": dict(hook.counts)}  # fmt: skip
     with profile(activities=acts) as prof:
         with hook.mode:
             result = fn()
@@ -368,6 +376,7 @@ def profile_copies(fn: Callable[[], Any], cuda: bool) -> tuple[Any, dict[str, An
         prof.export_chrome_trace(str(path))
         stats = memcpy_stats(json.loads(path.read_text()))
     stats["host_transfer_calls"] = dict(hook.counts)
+    stats["profiled"] = True
     return result, stats
 
 
@@ -438,7 +447,9 @@ def check_engine_device_input(ctx: Context) -> dict[str, Any]:
             _run_engine(ctx, ctx.backend("eager"), [st[: card.window] for st in frames], mode, dev)
         t0 = time.perf_counter()
         (preds, stats), copies = profile_copies(
-            lambda m=mode: _run_engine(ctx, ctx.backend("eager"), frames, m, dev), not ctx.dry_run
+            lambda m=mode: _run_engine(ctx, ctx.backend("eager"), frames, m, dev),
+            cuda=not ctx.dry_run,
+            profiler=not ctx.dry_run or mode == "sync",  # CPU profiling is slow: once is proof
         )
         r = {**stats, "seconds": round(time.perf_counter() - t0, 3), "predictions": len(preds),
              "reference_predictions": len(ref), **copies}  # fmt: skip
