@@ -47,6 +47,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-deepstream", action="store_true", help="do not write the DeepStream configs"
     )
+    p.add_argument(
+        "--triton-repo",
+        type=Path,
+        default=None,
+        help="also write the Triton model repository (NAME + NAME_step) that `hcml serve` "
+        "loads and nvinferserver's gRPC mode points at, into this folder",
+    )
     from hcml.export.cli_deepstream import add_settings_arguments
 
     add_settings_arguments(p)
@@ -119,6 +126,11 @@ def run(args: argparse.Namespace) -> int:
             f"  onnxruntime vs torch: clip {check['clip_max_abs_diff']:.2e}, "
             f"step {check['step_max_abs_diff']:.2e}"
         )
+    if args.triton_repo is not None:
+        from hcml.export.triton_repo import write_triton_repo
+
+        write_triton_repo(card, args.triton_repo)
+        print(f"  triton     {args.triton_repo} (models {card.name}, {card.name}_step)")
     if args.no_deepstream:
         return 0
     from hcml.export.cli_deepstream import settings_from_args, write_and_check
