@@ -39,22 +39,27 @@ def _stream_diff(a, b, frames) -> float:
     return float(np.abs(a.stream(frames) - b.stream(frames))[:, 7:].max())
 
 
+PRECISION_ARGS = {"fp32": [], "fp16": ["--fp16"], "int8": ["--int8-calib", "synth"]}
+
+
 @pytest.mark.gpu
 @needs_trt
-@pytest.mark.parametrize("fp16", [False, True])
-def test_tensorrt_build_and_run_matches_onnxruntime(card_dir, fp16, capsys):
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_tensorrt_build_and_run_matches_onnxruntime(card_dir, precision, capsys):
+    """One strongly typed build (TensorRT 10 and 11): the precision is the graph's."""
     card_path = card_dir / "toy_t8.json"
-    args = ["build-engine", str(card_path), "--workspace", "256"] + (["--fp16"] if fp16 else [])
-    assert main(args) == 0
+    args = ["build-engine", str(card_path), "--workspace", "256", "--opt-batch", "4"]
+    assert main(args + PRECISION_ARGS[precision]) == 0
     card = ModelCard.load(card_path)
     key = trt_b.plan_key()
-    assert key in card.plans() and card.plans()[key]["precision"] == ("fp16" if fp16 else "fp32")
+    assert key in card.plans() and card.plans()[key]["precision"] == precision
+    assert card.plans()[key]["strongly_typed"] is True
     trt = load_backend(card_path, backend="tensorrt", device="cuda")
     auto = load_backend(card_path, device="cuda")
     assert auto.name == "tensorrt" and "plan" in auto.auto_reason
     ort = load_backend(card_path, backend="onnxruntime")
     rng = np.random.default_rng(0)
-    tol = 5e-2 if fp16 else 1e-3
+    tol = {"fp32": 1e-3, "fp16": 5e-2, "int8": 0.5}[precision]
     for batch in (1, 5, 40):  # 40 > the profile's 32: runs in chunks
         clip = rng.standard_normal((batch, 3, 8, 32, 32), dtype=np.float32)
         assert np.abs(trt.run_clip(clip) - ort.run_clip(clip)).max() < tol
