@@ -741,7 +741,7 @@ def _render_styled(
         photos=[sha for _, sha in looks if sha is not None] + ([bg_sha] if bg_sha else []),
         texture_bank=_bank_fingerprint(style),
         radius_scale=scale,
-        camera_px=cam.round(4).tolist(),
+        camera_px=cam.tolist(),
         noise_sigma=sigma,
         blur_sigma=blur,
         lighting_drift=drift,

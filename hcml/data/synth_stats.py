@@ -2,12 +2,15 @@
 
 ``python -m hcml.data.synth_stats DIR`` prints, for each class, the clip count, the mean
 ground-truth flow (dx, dy) over moving pixels, its mean divergence and curl (x right, y down:
-zoom_in diverges, rotate_cw has positive curl) and the mean decoded frame difference.
+zoom_in diverges, rotate_cw has positive curl) and the mean decoded frame difference. With a
+moving camera (styles ``train``, ``style_shift``; ``camera_px`` in ``params.jsonl``) the flow is
+taken relative to the background, as the labels are: the camera's step is subtracted first.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import sys
 from pathlib import Path
 
@@ -35,11 +38,27 @@ def flow_stats(flow: np.ndarray) -> dict[str, float]:
     }
 
 
+def relative_flow(flow: np.ndarray, camera_px: list | np.ndarray | None) -> np.ndarray:
+    """Screen flow [T-1, H, W, 2] -> flow relative to the background: minus the camera's step
+    (``camera_px`` [T, 2], the background's screen offset a frame; None: a fixed camera)."""
+    if camera_px is None:
+        return flow
+    cam = np.asarray(camera_px, dtype=np.float64)
+    return (flow - np.diff(cam, axis=0)[:, None, None, :]).astype(np.float32)
+
+
 def dataset_stats(root: str | Path) -> dict[str, dict[str, float]]:
     """Class name -> averaged stats (``n`` clips; flow stats when .flow.npz files exist)."""
     from hcml.data.video import read_video
 
     root = Path(root)
+    cameras: dict[str, list] = {}
+    if (root / "params.jsonl").is_file():
+        with open(root / "params.jsonl") as f:
+            for line in f:
+                p = json.loads(line)
+                if "camera_px" in p:
+                    cameras[p["path"]] = p["camera_px"]
     per_class: dict[str, list[dict[str, float]]] = {name: [] for name in LABELS}
     with open(root / "index.csv", newline="") as f:
         for row in csv.DictReader(f):
@@ -48,7 +67,8 @@ def dataset_stats(root: str | Path) -> dict[str, dict[str, float]]:
             stats = {"frame_diff": float(np.abs(np.diff(frames, axis=0)).mean())}
             flow_file = path.with_suffix(".flow.npz")
             if flow_file.exists():
-                stats.update(flow_stats(np.load(flow_file)["flow"]))
+                flow = relative_flow(np.load(flow_file)["flow"], cameras.get(row["path"]))
+                stats.update(flow_stats(flow))
             per_class[row["label"]].append(stats)
     return {
         name: {"n": len(rows), **{k: float(np.mean([r[k] for r in rows])) for k in rows[0]}}
