@@ -1,0 +1,298 @@
+"""``hcml bench serve``: K client processes x M streams against one Triton server on loopback,
+compared in the same run with local ONNX Runtime at the same total stream count.
+
+Each client process opens the card with ``backend=triton`` (or ``onnxruntime`` for the local
+rows, one ORT thread per process) and, in a closed loop for ``--seconds``, feeds one sampled
+frame of each of its M streams per call (the step graph, batch M, client-sent state). Per row:
+frames / s over all clients, p50 / p99 request latency, and for served rows the server's CPU
+use (utime + stime of tritonserver and its python-backend stubs, in cores). The knee is the
+smallest total stream count whose served throughput reaches 90 % of the best served row. Wire
+bytes per frame are the gRPC message sizes of one step request and response (``wire_bytes``),
+for the client-sent state this project uses and for a server-held state (sequence batcher),
+whose request carries only the frame and the sequence controls.
+
+Run ``python -m hcml.bench.serve --clients 1 2 4 --streams 1 4`` (or ``hcml bench serve`` once
+the suite is registered); do not take numbers while other work shares the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import multiprocessing as mp
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TITLE = "Serving: Triton on loopback vs local ONNX Runtime"
+DEFAULT_CARD = Path(__file__).resolve().parents[2] / "engines" / "hcml_tiny_motion.json"
+
+
+# ------------------------------------------------------------------------------ wire size
+def wire_bytes(card_path: str | os.PathLike) -> dict[str, int]:
+    """gRPC message bytes of one step-graph call for one stream (and of one clip call).
+
+    Exact protobuf sizes (``ByteSize``) of the ``ModelInferRequest``/``ModelInferResponse``
+    that tritonclient sends and Triton returns, raw tensor contents included.
+    """
+    import tritonclient.grpc as g
+    from tritonclient.grpc import _utils, service_pb2
+
+    from hcml.export.card import ModelCard
+    from hcml.export.triton_repo import clip_model_name, step_model_name
+
+    card = ModelCard.load(card_path)
+    h, w = card.input_size
+    st = card.tensors["step"]
+    state = st.get("state", [])
+
+    def request(model: str, tensors: dict[str, tuple], seq: bool = False) -> int:
+        inputs = []
+        for name, shape in tensors.items():
+            i = g.InferInput(name, list(shape), "FP32")
+            i.set_data_from_numpy(np.zeros(shape, np.float32))
+            inputs.append(i)
+        req = _utils._get_inference_request(
+            model_name=model,
+            inputs=inputs,
+            model_version="",
+            request_id="",
+            outputs=None,
+            sequence_id=123456 if seq else 0,
+            sequence_start=False,
+            sequence_end=False,
+            priority=0,
+            timeout=None,
+            parameters=None,
+        )
+        return req.ByteSize()
+
+    def response(model: str, tensors: dict[str, tuple]) -> int:
+        r = service_pb2.ModelInferResponse(model_name=model, model_version="1")
+        for name, shape in tensors.items():
+            o = r.outputs.add(name=name, datatype="FP32")
+            o.shape.extend(shape)
+            r.raw_output_contents.append(np.zeros(shape, np.float32).tobytes())
+        return r.ByteSize()
+
+    frame = {st.get("input", "frame"): (1, 3, h, w)}
+    logits = {st.get("output", "logits"): (1, len(card.labels))}
+    s_in = {s["name"]: (1, *s["shape"][1:]) for s in state}
+    s_out = {s["out"]: (1, *s["shape"][1:]) for s in state}
+    clip_in = {card.tensors["clip"].get("input", "frames"): (1, 3, card.window, h, w)}
+    return {
+        "state_bytes": int(sum(4 * np.prod(s["shape"][1:]) for s in state)),
+        "frame_bytes": 4 * 3 * h * w,
+        "client_state_request": request(step_model_name(card), {**frame, **s_in}),
+        "client_state_response": response(step_model_name(card), {**logits, **s_out}),
+        "server_state_request": request(step_model_name(card), frame, seq=True),
+        "server_state_response": response(step_model_name(card), logits),
+        "clip_request": request(clip_model_name(card), clip_in),
+        "clip_response": response(clip_model_name(card), logits),
+    }
+
+
+# ------------------------------------------------------------------------------ clients
+def _client(job: dict[str, Any], out: Any) -> None:
+    """One client process: M streams in a closed loop until ``job['until']`` (monotonic)."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from hcml.backends import load_backend
+
+    opts = {"server": job["server"]} if job["backend"] == "triton" else {"threads": 1}
+    b = load_backend(job["card"], backend=job["backend"], **opts)
+    m = job["streams"]
+    h, w = b.card.input_size
+    frame = np.random.default_rng(len(job["server"] or "")).standard_normal(
+        (m, 3, h, w), dtype=np.float32
+    )
+    state = b.init_state(m)
+    _, state = b.run_step(frame, state)  # warm-up, connection made
+    while time.monotonic() < job["start"]:
+        time.sleep(0.005)
+    lat = []
+    while time.monotonic() < job["until"]:
+        t = time.perf_counter()
+        _, state = b.run_step(frame, state)
+        lat.append(time.perf_counter() - t)
+    out.put({"calls": len(lat), "frames": len(lat) * m, "lat": lat})
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime (s) of ``pid`` and its direct children (the python-backend stubs)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            fields = (p / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(p.name) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def _run_row(card: str, backend: str, server, k: int, m: int, seconds: float) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    start = time.monotonic() + 8.0 + 2.0 * k  # every client loaded and warm before the clock
+    jobs = [
+        {
+            "card": card,
+            "backend": backend,
+            "server": server.grpc_url if server else "",
+            "streams": m,
+            "start": start,
+            "until": start + seconds,
+        }
+        for _ in range(k)
+    ]
+    procs = [ctx.Process(target=_client, args=(j, out)) for j in jobs]
+    for p in procs:
+        p.start()
+    cpu0 = None
+    if server is not None:
+        while time.monotonic() < start:
+            time.sleep(0.01)
+        cpu0 = _cpu_seconds(server.proc.pid)
+    results = [out.get(timeout=start - time.monotonic() + seconds + 120) for _ in procs]
+    cpu = _cpu_seconds(server.proc.pid) - cpu0 if server is not None else None
+    for p in procs:
+        p.join(30)
+    lat = sorted(x for r in results for x in r["lat"])
+    frames = sum(r["frames"] for r in results)
+    return {
+        "backend": backend,
+        "clients": k,
+        "streams_per_client": m,
+        "streams": k * m,
+        "fps": frames / seconds,
+        "p50_ms": 1e3 * statistics.median(lat),
+        "p99_ms": 1e3 * lat[min(len(lat) - 1, int(0.99 * len(lat)))],
+        "calls": len(lat),
+        "server_cpu_cores": None if cpu is None else cpu / seconds,
+    }
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    from hcml.export.triton_repo import write_triton_repo
+    from hcml.serve.server import TritonServer, free_port
+
+    card = str(getattr(args, "card", None) or DEFAULT_CARD)
+    clients = getattr(args, "clients", None) or [1, 2, 4]
+    streams = getattr(args, "streams", None) or [1, 4]
+    seconds = getattr(args, "seconds", None) or 5.0
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="hcml-bench-serve-") as tmp:
+        write_triton_repo(card, tmp, queue_delay_us=getattr(args, "queue_delay_us", 500))
+        server = TritonServer(tmp, free_port(), free_port(), free_port()).start(timeout=300)
+        try:
+            for k, m in itertools.product(clients, streams):
+                for backend in ("triton", "onnxruntime"):
+                    srv = server if backend == "triton" else None
+                    row = _run_row(card, backend, srv, k, m, seconds)
+                    rows.append(row)
+                    print(
+                        f"{backend:12s} K={k} M={m}: {row['fps']:.1f} frames/s, p50 "
+                        f"{row['p50_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms",
+                        flush=True,
+                    )
+        finally:
+            server.stop()
+    served = [r for r in rows if r["backend"] == "triton"]
+    best = max(r["fps"] for r in served)
+    knee = min((r for r in served if r["fps"] >= 0.9 * best), key=lambda r: r["streams"])
+    return {
+        "card": card,
+        "seconds": seconds,
+        "rows": rows,
+        "wire": wire_bytes(card),
+        "knee_streams": knee["streams"],
+        "title": TITLE,
+    }
+
+
+def markdown(result: dict[str, Any], md: Path | None = None) -> str:
+    from hcml.bench.common import footer, machine_line, md_table, paragraphs
+
+    rows = []
+    for r in result["rows"]:
+        if r["backend"] != "triton":
+            continue
+        lo = [
+            x
+            for x in result["rows"]
+            if x["backend"] == "onnxruntime"
+            and (x["clients"], x["streams_per_client"]) == (r["clients"], r["streams_per_client"])
+        ]
+        lo_fps = lo[0]["fps"] if lo else float("nan")
+        rows.append(
+            [
+                r["clients"],
+                r["streams_per_client"],
+                r["streams"],
+                f"{r['fps']:.1f}",
+                f"{lo_fps:.1f}",
+                f"{r['fps'] / lo_fps:.2f}",
+                f"{r['p50_ms']:.1f}",
+                f"{r['p99_ms']:.1f}",
+                f"{r['server_cpu_cores']:.2f}",
+            ]
+        )
+    w = result["wire"]
+    return paragraphs(
+        machine_line(result) if "machine" in result else "",
+        md_table(
+            [
+                "clients K",
+                "streams M",
+                "K x M",
+                "served frames/s",
+                "local frames/s",
+                "served / local",
+                "p50 ms",
+                "p99 ms",
+                "server CPU (cores)",
+            ],
+            rows,
+            align="rrrrrrrrr",
+        ),
+        f"Knee: {result['knee_streams']} streams. Wire bytes per sampled frame and stream: "
+        f"client-sent state {w['client_state_request']} up + {w['client_state_response']} down; "
+        f"server-held state {w['server_state_request']} up + {w['server_state_response']} down.",
+        footer(result, "Closed loop per client; one step call = one sampled frame of M streams.")
+        if "command" in result
+        else "",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    import json
+
+    p = argparse.ArgumentParser(prog="python -m hcml.bench.serve", description=__doc__)
+    p.add_argument("--card", type=Path, default=None)
+    p.add_argument("--clients", type=int, nargs="+", default=None, help="K values (1 2 4)")
+    p.add_argument("--streams", type=int, nargs="+", default=None, help="M values (1 4)")
+    p.add_argument("--seconds", type=float, default=None, help="timed seconds per row (5)")
+    p.add_argument("--queue-delay-us", type=int, default=500)
+    p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--wire-only", action="store_true", help="print the wire bytes and exit")
+    args = p.parse_args(argv)
+    if args.wire_only:
+        print(json.dumps(wire_bytes(args.card or DEFAULT_CARD), indent=1))
+        return 0
+    result = measure(args)
+    print(markdown(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
