@@ -155,6 +155,9 @@ def markdown(result: dict[str, Any], md: Path | None = None) -> str:
         f"{result.get('skipped', 0)} skipped, in {result.get('total_seconds')} s.",
         md_table(*_summary(result), align="llll"),
         md_table(*_throughput(result), align="lllrrrr"),
+        "Engines: " + "; ".join(f"{k} = {v}" for k, v in thr.get("engines", {}).items()) + "."
+        if thr.get("engines")
+        else "",
         f"Streams at {thr.get('source_fps', 30)} fps one device holds (step graph, best batch; "
         f"streams = frames / s / (30 / frame-step)): {per or 'none measured'}.",
         plot_link(result, md, "step-graph frames per second per engine and batch"),
