@@ -110,10 +110,6 @@ class Context:
             self._backends[which] = b
         return self._backends[which]
 
-    def sync(self) -> None:
-        if not self.dry_run:
-            self.torch.cuda.synchronize()
-
 
 def load_card(path: Path) -> tuple[Any, str]:
     """The model card; checked against its ONNX files only where the ``onnx`` module exists."""
