@@ -150,3 +150,14 @@ def test_memcpy_stats_splits_directions_and_data_sized_copies():
         1, 2, 1, 1, 1, 0
     )  # fmt: skip
     assert s["dtoh_bytes"] == 48 + 49152 and s["bytes_known"] is True
+
+
+def test_a_spent_budget_skips_checks_and_exits_1(tmp_path):
+    out = tmp_path / "device.json"
+    proc = _run("--device", "cpu", "--budget", "0", "--out", str(out))
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    skipped = {name for name, c in result["checks"].items() if c["pass"] is None}
+    assert skipped == CHECKS - {"imports"}  # imports is a free look at sys.modules
+    assert all(result["checks"][n]["skipped"] == "time budget spent" for n in skipped)
+    assert result["skipped"] == len(skipped) and result["failed"] == 0

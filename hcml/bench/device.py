@@ -6,7 +6,7 @@ and onnxruntime only) and is rendered here without measuring:
 (``--plots benchmarks`` for the plot).
 ``hcml bench device --device cuda`` measures directly (``--device cpu``, the default of
 ``hcml bench``, is the dry run: every check on the CPU with tiny sizes, numbers meaningless).
-Not part of ``hcml bench all``. Exit status 1 when a check failed.
+Not part of ``hcml bench all``. Exit status 1 when a check failed or was skipped for time.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def status(result: dict[str, Any]) -> int:
-    return int("error" in result or result.get("failed", 0) > 0)
+    return int("error" in result or result.get("failed", 0) > 0 or result.get("skipped", 0) > 0)
 
 
 def _verdict(check: dict[str, Any]) -> str:
