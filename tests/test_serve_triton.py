@@ -73,7 +73,7 @@ def server(repo):
     assert s.stop(timeout=30) == 0  # SIGTERM: a clean exit
 
 
-def _clips(card, n_streams: int = 2, frames: int = 14) -> np.ndarray:
+def _clips(card, n_streams: int = 2, frames: int = 11) -> np.ndarray:
     """Normalized synthetic motion clips [B, 3, N, H, W] (classes 1 and 5: move_left, rotate_cw)."""
     from hcml.data.synth import render_clip
 
@@ -92,11 +92,12 @@ def test_remote_equals_local_ort(server):
     assert remote.name == "triton" and server.grpc_url in remote.describe()
     x = _clips(remote.card)
     t = remote.window
-    np.testing.assert_allclose(remote.stream(x), local.stream(x), atol=1e-4, rtol=0)
+    streamed = remote.stream(x)
+    np.testing.assert_allclose(streamed, local.stream(x), atol=1e-4, rtol=0)
     clip = x[:, :, -t:]
     np.testing.assert_allclose(remote.run_clip(clip), local.run_clip(clip), atol=1e-4, rtol=0)
     # the served step graph is exact: its last window equals the local clip graph's
-    np.testing.assert_allclose(remote.stream(x)[:, -1], local.run_clip(clip), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(streamed[:, -1], local.run_clip(clip), atol=1e-4, rtol=0)
 
 
 def test_health_and_metrics_endpoints(server):
@@ -128,7 +129,35 @@ def test_model_missing_and_shape_mismatch(server, repo, tmp_path):
     assert b.run_clip(np.zeros((1, 3, 8, 64, 64), np.float32)).shape == (1, 12)
 
 
-def test_server_down_at_start_is_one_line_error():
+SRC = (
+    "videotestsrc pattern=ball num-buffers={n} {live} ! "
+    "video/x-raw,width=64,height=64,framerate={fps}/1"
+)
+
+
+@pytest.fixture(scope="module")
+def pipeline_runs(server, tmp_path_factory) -> dict:
+    """One child process runs: backend=triton, backend=onnxruntime (same stream), and
+    backend=triton against a port where no server listens."""
+    from gst_helpers import run_pipelines
+
+    tmp = tmp_path_factory.mktemp("pipelines")
+    jobs, names = [], []
+    for name, props in (
+        ("triton", f"backend=triton server={server.grpc_url}"),
+        ("onnxruntime", "backend=onnxruntime"),
+        ("down", f"backend=triton server=127.0.0.1:{free_port()}"),
+    ):
+        events = tmp / f"{name}.jsonl"
+        n = 4 if name == "down" else 40
+        desc = SRC.format(n=n, live="", fps=30)
+        desc += f" ! hcmlaction {props} events={events} ! fakesink name=sink"
+        jobs.append({"description": desc, "events": str(events), "timeout": 120, "seek_ns": None})
+        names.append(name)
+    return dict(zip(names, run_pipelines(jobs, timeout=300), strict=True))
+
+
+def test_server_down_at_start_is_one_line_error(pipeline_runs):
     port = free_port()
     with pytest.raises(BackendUnavailable) as e:
         load_backend(CARD, backend="triton", server=f"127.0.0.1:{port}", timeout=3)
@@ -136,33 +165,14 @@ def test_server_down_at_start_is_one_line_error():
     assert "\n" not in str(e.value)
     with pytest.raises(BackendUnavailable, match="needs server=HOST:PORT"):
         load_backend(CARD, backend="triton")
-    run = run_pipeline(
-        "videotestsrc num-buffers=4 ! video/x-raw,width=64,height=64 ! "
-        f"hcmlaction backend=triton server=127.0.0.1:{port} ! fakesink name=sink",
-        timeout=60,
-    )
+    run = pipeline_runs["down"]
     assert run.errors and "is not reachable" in run.errors[0][1], run.errors
 
 
-SRC = (
-    "videotestsrc pattern=ball num-buffers={n} {live} ! "
-    "video/x-raw,width=64,height=64,framerate={fps}/1"
-)
-
-
-def test_pipeline_triton_equals_onnxruntime(server, tmp_path):
-    runs = {}
-    for backend in ("triton", "onnxruntime"):
-        events = tmp_path / f"{backend}.jsonl"
-        extra = f"server={server.grpc_url}" if backend == "triton" else ""
-        runs[backend] = run_pipeline(
-            SRC.format(n=40, live="", fps=30)
-            + f" ! hcmlaction backend={backend} {extra} events={events} ! fakesink name=sink",
-            events=events,
-            timeout=120,
-        )
-    tri, ort = runs["triton"], runs["onnxruntime"]
+def test_pipeline_triton_equals_onnxruntime(pipeline_runs):
+    tri, ort = pipeline_runs["triton"], pipeline_runs["onnxruntime"]
     assert tri.eos and not tri.errors and not tri.warnings, (tri.errors, tri.warnings)
+    assert tri.buffers == ort.buffers == 40
     assert len(tri.events) == len(ort.events) == 13  # frames 14, 16, ..., 38 (step 2, window 8)
     for a, b in zip(tri.events, ort.events, strict=True):
         assert (a["pts"], a["label"]) == (b["pts"], b["label"])
@@ -171,12 +181,11 @@ def test_pipeline_triton_equals_onnxruntime(server, tmp_path):
         )
 
 
-def test_server_killed_mid_stream_warns_recovers_loses_no_buffer(repo, tmp_path):
+def test_server_killed_mid_stream_warns_recovers_loses_no_buffer(server, tmp_path):
     """A live 10 fps stream; the server is SIGKILLed after a few predictions and restarted on
     the same port: the element posts warnings, keeps passing every buffer, and predicts again
     once the server answers (the stream's step state restarted on the first answer)."""
-    port, n = free_port(), 400
-    first = _server(repo["root"], port).start(timeout=START_TIMEOUT)
+    port, n = server.grpc_port, 240
     events = tmp_path / "events.jsonl"
     result = {}
     pipeline = (
@@ -188,23 +197,19 @@ def test_server_killed_mid_stream_warns_recovers_loses_no_buffer(repo, tmp_path)
         target=lambda: result.update(run=run_pipeline(pipeline, events=events, timeout=120))
     )
     runner.start()
-    second = None
     try:
         deadline = time.monotonic() + 60
         while not (events.exists() and len(events.read_text().splitlines()) >= 3):
             assert time.monotonic() < deadline and runner.is_alive(), "no predictions at all"
             time.sleep(0.1)
-        first.kill()
+        server.kill()
         killed_at = len(events.read_text().splitlines())
         time.sleep(1.0)
-        second = _server(repo["root"], port).start(timeout=START_TIMEOUT)
+        server.start(timeout=START_TIMEOUT)  # same ports; the module fixture stops it
         restarted_at = len(events.read_text().splitlines())
         assert runner.is_alive(), "the stream ended before the server came back: raise n"
-        runner.join(timeout=120)
     finally:
-        first.stop()
-        if second is not None:
-            second.stop()
+        runner.join(timeout=150)
     run = result["run"]
     assert run.eos and not run.errors, run.errors
     assert run.buffers == n  # every buffer went downstream, outage or not
@@ -233,3 +238,39 @@ def test_server_exits_cleanly_with_bad_repository(tmp_path):
     (bad / "model.py").write_text("raise ImportError('no such thing')\n")
     with pytest.raises(ServeError, match="tritonserver exited"):
         _server(tmp_path / "repo").start(timeout=START_TIMEOUT)
+
+
+def test_hcml_serve_command_ready_then_sigterm_exits_cleanly(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    ports = [free_port() for _ in range(3)]
+    log = tmp_path / "serve.out"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hcml.cli", "serve", str(CARD), "--repository",
+             str(tmp_path / "repo"), "--grpc-port", str(ports[0]), "--http-port",
+             str(ports[1]), "--metrics-port", str(ports[2])],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while "Triton ready" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        url = f"http://127.0.0.1:{ports[1]}/v2/health/ready"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            assert r.status == 200
+        assert f"server=127.0.0.1:{ports[0]}" in log.read_text()
+        assert (tmp_path / "repo" / "hcml_tiny_motion_step" / "1" / "model.onnx").is_file()
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "stopped (tritonserver exit 0)" in log.read_text()
+    with pytest.raises(OSError):  # nothing listens any more
+        urllib.request.urlopen(url, timeout=2)

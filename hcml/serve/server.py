@@ -198,10 +198,11 @@ class TritonServer:
         return " / ".join((errors or rows)[-lines:])
 
     def kill(self) -> None:
-        """SIGKILL the server (tests: a crashed server); its stubs exit on their own."""
+        """SIGKILL the server and its stubs (tests: a crashed server); ``start()`` may follow."""
         if self.running():
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+        self._cleanup()
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM, wait up to ``timeout`` s, then SIGKILL the process group; returns its rc."""
