@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -151,3 +152,52 @@ def test_ctrl_c_sends_eos_and_finishes_the_file(tiny_card, tmp_path):
 
     # the frames up to the first prediction (window 8) are in the file: mp4mux finished it
     assert read_video(out).shape[0] >= 8
+
+
+def _gst_make(tmp_path: Path, name: str, description: str) -> Path:
+    """Write a fixture file with gst-launch-1.0 (in its own process: no PyAV here)."""
+    out = tmp_path / name
+    subprocess.run(
+        ["gst-launch-1.0", "-q", *description.split(), "!", "filesink", f"location={out}"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    assert out.stat().st_size > 0
+    return out
+
+
+def _one_error_line(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 1, proc.stderr
+    assert "Internal data stream error" not in proc.stderr, proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("hcml run: error")]
+    assert len(errors) == 1, proc.stderr
+    assert not any(ln.startswith("  (") for ln in proc.stderr.splitlines()), proc.stderr
+    return errors[0]
+
+
+def test_audio_only_file_says_it_has_no_video(tiny_card, tmp_path):
+    audio = _gst_make(
+        tmp_path, "audio.m4a", "audiotestsrc num-buffers=50 ! audioconvert ! avenc_aac ! mp4mux"
+    )
+    line = _one_error_line(_hcml_run(str(audio), "--model", str(tiny_card), "--quiet"))
+    assert line == f"hcml run: error: {audio} has no video stream (it has: audio/x-raw)"
+
+
+def test_frames_too_small_to_link_say_the_size(tiny_card, tmp_path):
+    tiny = _gst_make(
+        tmp_path,
+        "tiny8.mkv",
+        "videotestsrc num-buffers=20 ! video/x-raw,width=8,height=8,format=I420 ! matroskamux",
+    )
+    line = _one_error_line(_hcml_run(str(tiny), "--model", str(tiny_card), "--quiet"))
+    assert f"{tiny}: video is 8x8; hcmlaction takes 16x16 to 8192x8192" in line, line
+
+
+def test_unreachable_http_uri_says_why(tiny_card):
+    with socket.socket() as s:  # a port nothing listens on any more
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}/x.mp4"
+    line = _one_error_line(_hcml_run(uri, "--model", str(tiny_card), "--quiet"))
+    assert line == f"hcml run: error: cannot reach {uri}: 127.0.0.1 port {port}: Connection refused"

@@ -23,7 +23,9 @@ Predictions are printed as they arrive (``--json``: the bus message fields as JS
 ``wall_time``, the Unix time in seconds at which ``hcml run`` received the prediction). Once
 every element has started (model loaded, sockets open) "hcml run: started" goes to stderr. Ctrl-C
 sends EOS, so muxers finish their files, and exits once the EOS has gone through (or after 5 s).
-Exit status: 0 at EOS, 1 on a GStreamer error (printed in words), 2 on a bad command line.
+Exit status: 0 at EOS, 1 on a GStreamer error (printed in words; a source with no video, video
+too small for ``hcmlaction``'s caps or an HTTP server nobody answers get one line saying so,
+``run_errors.py``), 2 on a bad command line.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import time
 from pathlib import Path
 
 from hcml import DEFAULT_CARD
+from hcml.stream.run_errors import Explainer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PIPELINES = REPO_ROOT / "pipelines"
@@ -324,6 +327,8 @@ def run(args: argparse.Namespace) -> int:
     except GLib.Error as e:
         print(f"hcml run: cannot build the pipeline: {e.message}\n  {description}", file=sys.stderr)
         return 1
+    explainer = Explainer(args.input or args.source)
+    explainer.watch(Gst, pipeline)
     bus = pipeline.get_bus()
     interrupted: list[bool] = []
     previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
@@ -340,7 +345,7 @@ def run(args: argparse.Namespace) -> int:
             if deadline is not None and (len(interrupted) > 1 or time.monotonic() > deadline):
                 break
             msg = bus.timed_pop(100 * Gst.MSECOND)
-            if msg is None:
+            if msg is None or explainer.note(Gst, msg):
                 continue
             if msg.type == Gst.MessageType.ELEMENT and msg.has_name("hcml-action"):
                 count += 1
@@ -351,9 +356,14 @@ def run(args: argparse.Namespace) -> int:
                     print(format_prediction(fields), flush=True)
             elif msg.type == Gst.MessageType.ERROR:
                 err, debug = msg.parse_error()
-                print(f"hcml run: error from {msg.src.get_name()}: {err.message}", file=sys.stderr)
-                if debug:
-                    print(f"  ({debug.splitlines()[0]})", file=sys.stderr)
+                why = explainer.explain(msg, err, debug)
+                if why:
+                    print(f"hcml run: error: {why}", file=sys.stderr)
+                else:
+                    src = msg.src.get_name()
+                    print(f"hcml run: error from {src}: {err.message}", file=sys.stderr)
+                    if debug:
+                        print(f"  ({debug.splitlines()[0]})", file=sys.stderr)
                 status = 1
                 break
             elif msg.type == Gst.MessageType.WARNING:
