@@ -55,7 +55,6 @@ def test_streaming_writes_json_and_markdown(tmp_path, capsys):
     assert "T=  8" in capsys.readouterr().out
     (row,) = result["rows"]
     assert row["window"] == 8 and row["full_ms"] > 0 and row["step_ms"] > 0
-    assert abs(row["ratio"] - row["full_ms"] / row["step_ms"]) < 1e-9
     assert row["flop_ratio"] > 1 and row["max_abs_diff"] < 1e-3
     assert f"**{row['ratio']:.1f}x**" in section
     # a second run replaces the section instead of appending another
@@ -119,7 +118,13 @@ def test_element_against_identity(tmp_path, toy_card):
     assert result["rows"][1]["predictions"] == 0  # inference disabled
     assert result["rows"][2]["predictions"] > 0  # sync, stride 1
     assert set(result["overhead"]) == {"cpu_ms_per_buffer", "wall_ms_per_buffer", "how"}
-    assert result["goal"]["met"] in (True, False) and "Goal:" in section
+    # the goal follows from the measured fps (not from the code's own ratio), and the section
+    # states the verdict the numbers give
+    identity_fps = result["rows"][0]["fps"]
+    asyncs = [r for r in result["rows"] if r["variant"].startswith("async")]
+    met = all(r["fps"] / identity_fps >= 0.95 for r in asyncs)
+    assert result["goal"]["met"] is met
+    assert f"**{'met' if met else 'not met'}**" in section
 
 
 @pytest.mark.slow
@@ -160,7 +165,8 @@ def test_train_single_and_ddp(tmp_path):
     assert any(s.startswith("progressive") for s in stages)
     for r in result["rows"]:
         assert r["single_clips_per_s"] > 0
-        assert (r["ddp_clips_per_s"] or 0) > 0 or r["ddp_error"]
+        assert r["ddp_error"] is None, r["ddp_error"]  # a DDP failure fails the test
+        assert r["ddp_clips_per_s"] > 0
     assert result["world"] == 2 and "DDP x2" in section
 
 
