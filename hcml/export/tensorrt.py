@@ -57,6 +57,10 @@ __all__ = [
 
 PRECISIONS = ("fp32", "fp16", "int8")
 CALIB_CLIPS = 64  # clips the INT8 calibration sees, whatever the batch
+# Ops given Q/DQ inputs: the convolutions and matrix products (TensorRT's INT8 kernels). The
+# cost volume's products, the softmax and the moments stay FP32: quantizing every op measured
+# an output correlation of -0.001 with FP32 on the shipped clip graph, these ops alone 0.995.
+INT8_OPS = ("Conv", "MatMul", "Gemm")
 
 
 def profile_shapes(
@@ -104,7 +108,8 @@ def int8_qdq_onnx(src: str | Path, dst: str | Path, batches: list[dict[str, np.n
     """``src`` with explicit INT8 Q/DQ nodes calibrated on ``batches`` (ONNX Runtime, CPU).
 
     Symmetric signed INT8 (zero points 0) for activations and per-channel weights: the Q/DQ form
-    TensorRT's explicit quantization builds from. Tensors it does not quantize stay float32.
+    TensorRT's explicit quantization builds from. Only ``INT8_OPS`` are quantized; everything
+    else stays float32.
     """
     if not batches:
         raise ValueError("INT8 needs calibration batches")
@@ -126,6 +131,7 @@ def int8_qdq_onnx(src: str | Path, dst: str | Path, batches: list[dict[str, np.n
         activation_type=QuantType.QInt8,
         weight_type=QuantType.QInt8,
         per_channel=True,
+        op_types_to_quantize=list(INT8_OPS),
         extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
     )
     return Path(dst)
