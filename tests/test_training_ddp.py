@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import socket
+import gc
 
 import torch
 import torch.multiprocessing as mp
@@ -27,13 +26,14 @@ def _data():
     return torch.randn(8, 3, 4, 8, 8, generator=g), torch.arange(8) % 12
 
 
-def _worker(rank: int, port: int, out: str) -> None:
+def _worker(rank: int, store: str, out: str) -> None:
     import torch.distributed as dist
 
     from hcml.training.stages import SupervisedStage
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
+    # A file store, not TCP: no store server thread on rank 0 and no port picked then released
+    # (another test of a full run could take it before rank 0 binds it).
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     torch.manual_seed(0)
     module = StandIn()
     stage = SupervisedStage()
@@ -44,19 +44,23 @@ def _worker(rank: int, port: int, out: str) -> None:
     loss.backward()
     if rank == 0:
         torch.save({k: p.grad for k, p in module.named_parameters()}, out)
-    # both ranks leave together: gloo aborts a process whose peer closes the pair mid-teardown
+    # Teardown while the interpreter is fully alive, in an order both ranks share: wait for the
+    # peer (gloo aborts a process whose peer closes the pair mid-teardown), drop DDP's reducer
+    # (it holds the process group) and collect it, then destroy the group, which shuts gloo's
+    # threads down. Left to interpreter finalization, a native thread that needs the GIL is
+    # ended by pthread_exit, and its forced unwind through a noexcept frame is
+    # "terminate called without an active exception".
     dist.barrier()
+    del ddp, loss
+    gc.collect()
     dist.destroy_process_group()
 
 
 def test_ddp_gradients_match_merged_batch(tmp_path):
     from hcml.training.stages import SupervisedStage
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     out = str(tmp_path / "grads.pt")
-    mp.spawn(_worker, args=(port, out), nprocs=2, join=True)
+    mp.spawn(_worker, args=(str(tmp_path / "store"), out), nprocs=2, join=True)
     ddp_grads = torch.load(out, weights_only=True)
     torch.manual_seed(0)
     module = StandIn()
