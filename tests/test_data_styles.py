@@ -48,6 +48,10 @@ def test_style_shift_shares_no_photo_shape_texture_or_background_with_train():
     for t in bank.textures:
         assert t.sha == hashlib.sha1(np.rint(t.image).astype(np.uint8).tobytes()).hexdigest()[:12]
     assert not {sha[s] for s in train_src} & {sha[s] for s in shift_src}
+    # Without the optional wallpapers, each split keeps its fixed sources.
+    bare = load_bank(use_wallpapers=False)
+    assert {t.source.split(":")[0] for t in bare.split("train")} == {"sklearn"}
+    assert {t.source.split(":")[0] for t in bare.split("style_shift")} == {"video"}
 
     train, shift = _looks("train", 0, 4), _looks("style-shift", 1, 4)
     # Both sets use photos, and each only its own split's.
@@ -212,3 +216,24 @@ def test_styled_clips_render_fast_enough_for_training():
     print("ms per 16x112x112 clip:", {k: round(v, 1) for k, v in times.items()})
     # Styled clips (H.264 round trip included) cost at most twice a classic one.
     assert times["train"] < 2.0 * times["classic"] and times["style-shift"] < 2.0 * times["classic"]
+
+
+def test_a_recipe_trains_on_a_cached_styled_set(tmp_path, monkeypatch):
+    """data.train as a synth: spec with style= and cache= (the recipe key) renders once."""
+    import yaml
+
+    from hcml.data.datasets import RenderedClips, open_dataset
+    from hcml.training.recipe import validate_recipe
+
+    monkeypatch.setenv("HCML_CACHE", str(tmp_path))
+    spec = "synth:seed=1,clips=1,frames=4,size=32,style=train,cache=32"
+    with open("training/default.yaml") as f:
+        raw = yaml.safe_load(f)
+    raw["data"]["train"] = spec
+    assert validate_recipe(raw)["data"]["train"] == spec
+    src = open_dataset(spec)
+    assert isinstance(src, RenderedClips) and len(src) == 12
+    assert src.path.name.endswith(f"-train-{load_bank().fingerprint}.npy")  # bank in the name
+    x, y = src.load(4)
+    ref = render_clip(4, clip_seed(1, 4, 4), 4, 32, style="train", encode=True).frames
+    assert y == 4 and np.array_equal(x.numpy(), ref)

@@ -191,7 +191,11 @@ class RenderedClips:
         self.store_size = None if store_size in (None, size) else int(store_size)
         folder = Path(cache_dir) if cache_dir is not None else synth_cache_dir()
         side = self.store_size or self.size
-        tag = "" if self.style == "classic" else f"-{self.style}"
+        tag = ""
+        if self.style != "classic":  # styled renders depend on the photo bank too
+            from hcml.data.textures import load_bank
+
+            tag = f"-{self.style}-{load_bank().fingerprint}"
         self.path = folder / f"synth-s{seed}-t{frames}-r{size}-x{side}-n{length}{tag}.npy"
         if folder.is_dir():
             remove_stale_renders(folder)  # partial renders of killed writers

@@ -12,9 +12,9 @@ pixel of a photo that training saw:
 
 Never the still images of ``opencv-doc``: the independent motion check draws its textures from
 them. The wallpapers are optional (``python -m hcml.data.textures --fetch`` runs
-``apt-get download`` + ``dpkg -x`` into ``$HCML_CACHE/wallpapers``); without them each split
-has only its two fixed sources, and ``TextureBank.fingerprint`` (written into every clip's
-params) says which bank rendered a set.
+``apt-get download`` + ``dpkg -x`` into ``~/.cache/hcml/wallpapers``, or ``$HCML_WALLPAPERS``);
+without them each split has only its fixed sources, and ``TextureBank.fingerprint`` (written
+into every clip's params and into styled render-cache names) says which bank rendered a set.
 
 A texture: ``Texture.image`` float32 [H, W, 3] in [0, 255], long side at most ``MAX_SIDE`` px;
 ``Texture.sha`` the first 12 hex digits of the SHA-1 of its uint8 pixels (the id tests compare).
@@ -93,9 +93,11 @@ def _texture(source: str, split: str, img: np.ndarray) -> Texture:
 
 
 def wallpaper_dir() -> Path:
-    from hcml.data.datasets import synth_cache_dir
-
-    return synth_cache_dir() / "wallpapers"
+    """``$HCML_WALLPAPERS``, else ``$XDG_CACHE_HOME/hcml/wallpapers`` (``~/.cache``): not under
+    ``$HCML_CACHE``, so pointing the render cache elsewhere does not change the bank."""
+    if os.environ.get("HCML_WALLPAPERS"):
+        return Path(os.environ["HCML_WALLPAPERS"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hcml" / "wallpapers"
 
 
 def _sklearn_files() -> list[Path]:
@@ -157,7 +159,7 @@ def load_bank(
     """The bank (cached per process, and on disk as ``$HCML_CACHE/textures-KEY.npz``, KEY from
     the source files' names and sizes). ``data_dir``: where the real test recordings lie
     (default ``tests/data`` of this checkout); ``wallpapers``: the fetched wallpaper folder
-    (default ``$HCML_CACHE/wallpapers``; used when present unless ``use_wallpapers`` is False)."""
+    (default ``wallpaper_dir()``; used when present unless ``use_wallpapers`` is False)."""
     from hcml.data.datasets import synth_cache_dir
 
     videos = Path(data_dir) if data_dir else _REPO / "tests" / "data"
