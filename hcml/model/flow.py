@@ -31,6 +31,8 @@ Options (``FlowLossConfig``; all off by default, which is the loss above exactly
 
 The flow net's convs may be dilated (``dilation``: 1, 2, 4, 8 for convs 1-4): the same
 weights, a receptive field of 31 instead of 9 pixels, so smoothness reaches across flat regions.
+With ``corr`` r > 0 the net also sees a local cost volume: the correlation of learned features of
+I_t and I_{t+1} over displacements -r..r (``FlowNet._correlation``).
 """
 
 from __future__ import annotations
@@ -133,11 +135,12 @@ def _census(img: Tensor, patch: int = 7) -> Tensor:
 def census_distance(a: Tensor, b: Tensor, patch: int = 7) -> Tensor:
     """Soft Hamming distance of the ternary census transforms: a, b [N, C, H, W] -> [N, 1, H, W].
 
-    Per neighbour d^2 / (0.1 + d^2) with d the difference of the two soft census codes, summed.
+    Per neighbour d^2 / (0.1 + d^2) with d the difference of the two soft census codes, averaged
+    over the patch (so it lies in [0, 1)).
     """
     d = _census(a, patch) - _census(b, patch)
     d2 = d * d
-    return (d2 / (0.1 + d2)).sum(1, keepdim=True)
+    return (d2 / (0.1 + d2)).mean(1, keepdim=True)
 
 
 def ssim_distance(a: Tensor, b: Tensor) -> Tensor:
@@ -281,12 +284,27 @@ class FlowNet(nn.Module):
     """
 
     def __init__(
-        self, growth: int = 8, scale: int = 2, in_channels: int = 3, dilation: bool = False
+        self,
+        growth: int = 8,
+        scale: int = 2,
+        in_channels: int = 3,
+        dilation: bool = False,
+        corr: int = 0,
     ):
         super().__init__()
         self.scale = int(scale)
         self.growth = int(growth)
+        self.corr = int(corr)
         c = 2 * in_channels
+        if self.corr > 0:
+            # Local correlation of learned 16-channel features over displacements -r..r: the
+            # (2r + 1)^2 matching costs join the pair as input (a one-level cost volume).
+            self.corr_features = nn.Sequential(
+                nn.Conv2d(in_channels, 16, 3, padding=1),
+                nn.LeakyReLU(0.1, inplace=True),
+                nn.Conv2d(16, 16, 3, padding=1),
+            )
+            c += (2 * self.corr + 1) ** 2
         convs = []
         for i in range(4):
             d = 2**i if dilation else 1
@@ -305,10 +323,25 @@ class FlowNet(nn.Module):
     def forward_pairs(self, i_t: Tensor, i_next: Tensor) -> tuple[Tensor, Tensor]:
         """i_t, i_next [N, 3, h, w] -> (flow [N, 2, h, w], features [N, 4 * growth, h, w])."""
         feats = [torch.cat([i_t, i_next], 1)]
+        if self.corr > 0:
+            feats[0] = torch.cat([feats[0], self._correlation(i_t, i_next)], 1)
         for conv in self.convs:
             feats.append(conv(torch.cat(feats, 1)))
         flow = self.to_flow(torch.cat(feats, 1))
         return flow, torch.cat(feats[1:], 1)
+
+    def _correlation(self, i_t: Tensor, i_next: Tensor) -> Tensor:
+        """[N, 3, h, w] x 2 -> [N, (2r + 1)^2, h, w]: mean_c f_t(x) f_{t+1}(x + d), d row-major."""
+        r = self.corr
+        a = self.corr_features(i_t)
+        b = F.pad(self.corr_features(i_next), (r, r, r, r))
+        h, w = a.shape[-2:]
+        costs = [
+            (a * b[..., dy : dy + h, dx : dx + w]).mean(1, keepdim=True)
+            for dy in range(2 * r + 1)
+            for dx in range(2 * r + 1)
+        ]
+        return F.leaky_relu(torch.cat(costs, 1), 0.1)
 
     def forward(self, x: Tensor, backward: bool = False) -> dict[str, Tensor]:
         """backward: also "flow_bw" [B, 2, T, h, w], the flow of pair (t+1, t) at index t."""

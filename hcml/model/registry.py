@@ -58,6 +58,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "flow_scales": 1,  # photometric terms at this many scales
     "flow_occlusion": False,  # forward-backward occlusion mask (runs the flow net twice)
     "flow_dilation": False,  # dilated flow-net convs (1, 2, 4, 8): same weights, wider view
+    "flow_corr": 0,  # > 0: the flow net also reads a local cost volume of radius flow_corr
     "p0": "features",  # P^0 for the contrastive heads: "features" (flow net's) or "flow"
     "deltas": 2,  # D: predict P^{l-1}_{t+delta} for delta = 1..D
     "samples": 16,  # N spatial positions sampled per video

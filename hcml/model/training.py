@@ -47,7 +47,10 @@ class HCMLTrainingWrapper(nn.Module):
         self.flow_net: FlowNet | None = None
         if cfg["flow"]:
             self.flow_net = FlowNet(
-                int(cfg["flow_growth"]), int(cfg["flow_scale"]), dilation=bool(cfg["flow_dilation"])
+                int(cfg["flow_growth"]),
+                int(cfg["flow_scale"]),
+                dilation=bool(cfg["flow_dilation"]),
+                corr=int(cfg["flow_corr"]),
             )
         self.flow_loss_cfg = FlowLossConfig(
             zeta=float(cfg["zeta"]),

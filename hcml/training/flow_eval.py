@@ -68,41 +68,55 @@ def endpoint_errors(pred: torch.Tensor, gt: np.ndarray | torch.Tensor) -> tuple[
     return (pred - gt).norm(dim=1), gt.norm(dim=1)
 
 
-@torch.no_grad()
-def flow_epe(
-    flow_net: torch.nn.Module,
-    cfg: dict[str, Any],
-    clips_per_class: int,
-    seed: int,
-    frames: int = 8,
-    size: int = 112,
-    progress: bool = True,
-    flow_set: str = "synth",
-) -> dict[str, Any]:
-    """EPE of ``flow_net`` on ``12 * clips_per_class`` rendered clips (see the module doc)."""
-    from tqdm import tqdm
-
+def flow_clip(
+    flow_set: str, seed: int, c: int, i: int, frames: int = 8, size: int = 112
+) -> tuple[np.ndarray, np.ndarray]:
+    """Clip i of "class" c of a set: (frames uint8 [T, S, S, 3], flow float32 [T-1, S, S, 2])."""
     from hcml.data.dense_motion import KINDS as DENSE_KINDS
     from hcml.data.dense_motion import render_dense_clip
     from hcml.data.synth import clip_seed, render_clip
-    from hcml.data.transforms import resize_clip, to_model_input
+
+    if flow_set == "dense":
+        kind = DENSE_KINDS[c % len(DENSE_KINDS)]
+        clip = render_dense_clip(seed * 1_000_003 + c * 1009 + i, frames, size, kind)
+    else:
+        clip = render_clip(c, clip_seed(seed, c, i), frames, size, with_flow=True)
+    return clip.frames, clip.flow
+
+
+def flow_clips(
+    clips_per_class: int, seed: int, frames: int = 8, size: int = 112, flow_set: str = "synth"
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The evaluation clips, ``flow_clip`` for i < clips_per_class and the 12 classes."""
     from hcml.labels import LABELS
 
+    return [
+        flow_clip(flow_set, seed, c, i, frames, size)
+        for i in range(clips_per_class)
+        for c in range(len(LABELS))
+    ]
+
+
+@torch.no_grad()
+def flow_epe_clips(
+    flow_net: torch.nn.Module,
+    cfg: dict[str, Any],
+    clips: list[tuple[np.ndarray, np.ndarray]],
+    progress: bool = False,
+) -> dict[str, Any]:
+    """EPE of ``flow_net`` on ``clips`` (``flow_clips``), see the module doc."""
+    from tqdm import tqdm
+
+    from hcml.data.transforms import resize_clip, to_model_input
+
     h, w = cfg["input_size"][-2:]
+    dev = next(flow_net.parameters()).device
     sums = {"all": 0.0, "all_zero": 0.0, "moving": 0.0, "moving_zero": 0.0}
     counts = {"all": 0, "moving": 0}
-    jobs = [(c, i) for i in range(clips_per_class) for c in range(len(LABELS))]
-    for c, i in tqdm(jobs, desc="flow EPE", unit="clip", disable=not progress):
-        if flow_set == "dense":
-            kind = DENSE_KINDS[c % len(DENSE_KINDS)]
-            clip = render_dense_clip(seed * 1_000_003 + c * 1009 + i, frames, size, kind)
-        else:
-            clip = render_clip(c, clip_seed(seed, c, i), frames, size, with_flow=True)
-        x = to_model_input(
-            resize_clip(torch.from_numpy(clip.frames), (h, w)), cfg["mean"], cfg["std"]
-        )
-        pred = flow_net(x[None])["flow"][0, :, :-1]  # [2, T-1, gh, gw]; the last pair is self
-        err, mag = endpoint_errors(pred.transpose(0, 1), torch.from_numpy(clip.flow))
+    for frames, flow in tqdm(clips, desc="flow EPE", unit="clip", disable=not progress):
+        x = to_model_input(resize_clip(torch.from_numpy(frames), (h, w)), cfg["mean"], cfg["std"])
+        pred = flow_net(x[None].to(dev))["flow"][0, :, :-1].cpu()  # [2, T-1, gh, gw]
+        err, mag = endpoint_errors(pred.transpose(0, 1), torch.from_numpy(flow))
         moving = mag > MOVING
         sums["all"] += float(err.sum())
         sums["all_zero"] += float(mag.sum())
@@ -117,11 +131,25 @@ def flow_epe(
         "epe_moving_zero_flow": sums["moving_zero"] / max(counts["moving"], 1),
         "moving_fraction": counts["moving"] / counts["all"],
         "grid": list(err.shape[-2:]),
-        "n_clips": len(jobs),
-        "seed": seed,
-        "frames": frames,
-        "set": flow_set,
+        "n_clips": len(clips),
     }
+
+
+def flow_epe(
+    flow_net: torch.nn.Module,
+    cfg: dict[str, Any],
+    clips_per_class: int,
+    seed: int,
+    frames: int = 8,
+    size: int = 112,
+    progress: bool = True,
+    flow_set: str = "synth",
+) -> dict[str, Any]:
+    """EPE of ``flow_net`` on ``12 * clips_per_class`` rendered clips (see the module doc)."""
+    clips = flow_clips(clips_per_class, seed, frames, size, flow_set)
+    result = flow_epe_clips(flow_net, cfg, clips, progress)
+    result.update({"seed": seed, "frames": frames, "set": flow_set})
+    return result
 
 
 def run(args: argparse.Namespace) -> int:
