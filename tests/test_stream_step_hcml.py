@@ -14,13 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-registry = pytest.importorskip("hcml.model.registry", reason="hcml.model not written yet")
-
-from hcml.backends import load_backend  # noqa: E402
-from hcml.backends.torch_backend import TorchBackend  # noqa: E402
-from hcml.export.onnx_export import export_model  # noqa: E402
-from hcml.export.reference import randomize_  # noqa: E402
-from hcml.export.step import StepModel  # noqa: E402
+import hcml.model.registry as registry
+from hcml.backends import load_backend
+from hcml.backends.torch_backend import TorchBackend
+from hcml.export.onnx_export import export_model
+from hcml.export.reference import randomize_
+from hcml.export.step import StepModel
 
 N_FRAMES = 100
 
