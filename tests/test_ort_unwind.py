@@ -190,3 +190,35 @@ def test_gst_launch_invalid_graph_is_an_error(tmp_path):
     proc = subprocess.run([gst_launch, *desc.split()], capture_output=True, text=True, timeout=180)
     assert proc.returncode in (1, 255), proc.stderr[-2000:]  # 255: "failed to set PAUSED"
     _assert_clean_failure(proc, "nosuchoperator")
+
+
+_EMBED = """
+import sys
+import numpy  # libstdc++ before GStreamer, as in a program that uses numpy first
+import gi
+gi.require_version("Gst", "1.0")
+from gi.repository import Gst
+Gst.init(None)
+p = Gst.parse_launch(
+    "videotestsrc num-buffers=20 ! video/x-raw,width=64,height=64 ! "
+    f"hcmlaction model={sys.argv[1]} ! fakesink"
+)
+p.set_state(Gst.State.PLAYING)
+msg = p.get_bus().timed_pop_filtered(60 * Gst.SECOND, Gst.MessageType.ERROR | Gst.MessageType.EOS)
+p.set_state(Gst.State.NULL)
+print("ERROR" if msg and msg.type == Gst.MessageType.ERROR else "NO ERROR")
+print(msg.parse_error()[0].message if msg and msg.type == Gst.MessageType.ERROR else "")
+"""
+
+
+@pytest.mark.slow
+def test_program_embedding_the_element_gets_a_bus_error(tmp_path):
+    """numpy, then Gst, then hcmlaction (which imports hcml and onnxruntime): the graph that
+    does not load is a bus error in the program, not a dead process."""
+    card = _bad_card(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-c", _EMBED, str(card)], capture_output=True, text=True, timeout=180
+    )
+    assert proc.returncode == 0, f"died (rc {proc.returncode}):\n{proc.stderr[-2000:]}"
+    first, message = proc.stdout.splitlines()[-2:]
+    assert first == "ERROR" and "NoSuchOperator" in message, proc.stdout
