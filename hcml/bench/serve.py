@@ -98,8 +98,8 @@ def wire_bytes(card_path: str | os.PathLike) -> dict[str, int]:
 
 
 # ------------------------------------------------------------------------------ clients
-def _client(job: dict[str, Any], out: Any) -> None:
-    """One client process: M streams in a closed loop until ``job['until']`` (monotonic)."""
+def _client(job: dict[str, Any], ready: Any, go: Any, until: Any, out: Any) -> None:
+    """One client process: M streams in a closed loop from ``go`` until ``until`` (monotonic)."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from hcml.backends import load_backend
 
@@ -107,15 +107,14 @@ def _client(job: dict[str, Any], out: Any) -> None:
     b = load_backend(job["card"], backend=job["backend"], **opts)
     m = job["streams"]
     h, w = b.card.input_size
-    frame = np.random.default_rng(len(job["server"] or "")).standard_normal(
-        (m, 3, h, w), dtype=np.float32
-    )
+    frame = np.random.default_rng(0).standard_normal((m, 3, h, w), dtype=np.float32)
     state = b.init_state(m)
-    _, state = b.run_step(frame, state)  # warm-up, connection made
-    while time.monotonic() < job["start"]:
-        time.sleep(0.005)
+    for _ in range(3):  # warm-up, connection made
+        _, state = b.run_step(frame, state)
+    ready.put(os.getpid())
+    go.wait()
     lat = []
-    while time.monotonic() < job["until"]:
+    while time.monotonic() < until.value:
         t = time.perf_counter()
         _, state = b.run_step(frame, state)
         lat.append(time.perf_counter() - t)
@@ -140,28 +139,22 @@ def _cpu_seconds(pid: int) -> float:
 
 def _run_row(card: str, backend: str, server, k: int, m: int, seconds: float) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    start = time.monotonic() + 8.0 + 2.0 * k  # every client loaded and warm before the clock
-    jobs = [
-        {
-            "card": card,
-            "backend": backend,
-            "server": server.grpc_url if server else "",
-            "streams": m,
-            "start": start,
-            "until": start + seconds,
-        }
-        for _ in range(k)
-    ]
-    procs = [ctx.Process(target=_client, args=(j, out)) for j in jobs]
+    ready, out, go, until = ctx.Queue(), ctx.Queue(), ctx.Event(), ctx.Value("d", 0.0)
+    job = {
+        "card": card,
+        "backend": backend,
+        "server": server.grpc_url if server else "",
+        "streams": m,
+    }
+    procs = [ctx.Process(target=_client, args=(job, ready, go, until, out)) for _ in range(k)]
     for p in procs:
         p.start()
-    cpu0 = None
-    if server is not None:
-        while time.monotonic() < start:
-            time.sleep(0.01)
-        cpu0 = _cpu_seconds(server.proc.pid)
-    results = [out.get(timeout=start - time.monotonic() + seconds + 120) for _ in procs]
+    for _ in procs:  # every client loaded and warm before the clock starts
+        ready.get(timeout=300)
+    cpu0 = _cpu_seconds(server.proc.pid) if server is not None else 0.0
+    until.value = time.monotonic() + seconds
+    go.set()
+    results = [out.get(timeout=seconds + 120) for _ in procs]
     cpu = _cpu_seconds(server.proc.pid) - cpu0 if server is not None else None
     for p in procs:
         p.join(30)
