@@ -11,6 +11,9 @@ Suites (``all`` runs every one with its defaults, each under 5 minutes on a 2-co
 * ``backends``: clip and step graphs on every available engine at batch 1/8/32, fps and
   streams at 30 fps this machine can hold;
 * ``train``: training clips per second per stage, one process vs 2-process DDP (gloo);
+* ``serve`` (not in ``all``): K client processes (``--clients``) x M streams (``--streams``)
+  against one Triton server on loopback vs local ORT at the same stream count; see
+  ``hcml.bench.serve`` and docs/SERVING.md;
 * ``device`` (not in ``all``): the GPU check of ``scripts/device_check.py``, usually rendered
   from its JSON (``--from-json benchmarks/device.json``); see ``hcml.bench.device``.
 
@@ -34,7 +37,7 @@ from typing import Any
 from hcml.bench.common import OPTIONS, machine, stamp, write_json, write_section
 
 SUITE_NAMES = ("streaming", "model", "element", "latency", "backends", "train")
-SUITES = (*SUITE_NAMES, "device", "all")  # device: run on a lent GPU, rendered from its JSON
+SUITES = (*SUITE_NAMES, "device", "serve", "all")  # device: run on a lent GPU (its JSON)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -119,6 +122,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     opt("--steps", type=int, default=None, help="train: timed steps per stage (4)")
     opt("--batch-size", type=int, default=None, help="train: clips per step and process (8)")
     opt("--world", type=int, default=None, help="train: DDP processes (2; 1 = no DDP)")
+    opt("--clients", type=int, nargs="+", default=None, help="serve: client processes (1 2 4)")
 
 
 def _combined(args: argparse.Namespace, target: Path | None) -> bool:
