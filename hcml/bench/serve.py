@@ -11,8 +11,8 @@ bytes per frame are the gRPC message sizes of one step request and response (``w
 for the client-sent state this project uses and for a server-held state (sequence batcher),
 whose request carries only the frame and the sequence controls.
 
-Run ``python -m hcml.bench.serve --clients 1 2 4 --streams 1 4`` (or ``hcml bench serve`` once
-the suite is registered); do not take numbers while other work shares the CPU.
+Run ``hcml bench serve --clients 1 2 4 --streams 1 4`` (or ``python -m hcml.bench.serve``);
+not part of ``all``; do not take numbers while other work shares the CPU.
 """
 
 from __future__ import annotations
@@ -265,6 +265,38 @@ def markdown(result: dict[str, Any], md: Path | None = None) -> str:
     )
 
 
+def plot(result: dict[str, Any], out_dir: Path) -> Path:
+    """serve.png: frames/s (served vs local) and served p99 latency against total streams."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.0, 3.4))
+    for backend, style in (("triton", "o-"), ("onnxruntime", "s--")):
+        rows = sorted(
+            (r for r in result["rows"] if r["backend"] == backend), key=lambda r: r["streams"]
+        )
+        ax.plot([r["streams"] for r in rows], [r["fps"] for r in rows], style, label=backend)
+    ax.set_xlabel("total streams (K clients x M streams)")
+    ax.set_ylabel("frames / s")
+    ax.axvline(result["knee_streams"], color="grey", alpha=0.4, label="knee (served)")
+    ax2 = ax.twinx()
+    rows = sorted(
+        (r for r in result["rows"] if r["backend"] == "triton"), key=lambda r: r["streams"]
+    )
+    ax2.plot([r["streams"] for r in rows], [r["p99_ms"] for r in rows], "r:", label="served p99")
+    ax2.set_ylabel("p99 ms", color="r")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title(TITLE, fontsize=10)
+    fig.tight_layout()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "serve.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     import json
 
@@ -275,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=None, help="timed seconds per row (5)")
     p.add_argument("--queue-delay-us", type=int, default=500)
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--plots", type=Path, default=None, help="write serve.png into this folder")
     p.add_argument("--wire-only", action="store_true", help="print the wire bytes and exit")
     args = p.parse_args(argv)
     if args.wire_only:
@@ -284,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
+    if args.plots:
+        print(f"plot: {plot(result, args.plots)}")
     return 0
 
 
