@@ -79,7 +79,7 @@ class FakeBackend:
         what = self.bad if isinstance(self.bad, str) else self.bad.get(self.calls)
         if what == "raise":
             raise RuntimeError("boom: the backend fell over")
-        logits = np.arange(K, dtype=np.float32)[None]
+        logits = np.tile(np.arange(K, dtype=np.float32), (len(frames), 1))  # rows: streams
         return np.full_like(logits, np.nan) if what == "nan" else logits
 
 

@@ -11,11 +11,11 @@ that posts the element's ``hcml-action`` message, i.e. at the moment the event i
 reads the pipeline clock there: latency = (clock time - base time), the running time of the
 emission, minus the frame's PTS converted to running time with the segment seen on the
 element's sink pad. Both sides are on the pipeline clock (the monotonic system clock), so no
-wall-clock jumps enter. In async mode a result leaves with the next frame, so it includes up
-to one frame interval of waiting.
+wall-clock jumps enter. In async mode the worker posts a result as soon as it exists (before
+issue 17 it left with the next frame, a frame interval later).
 
 Per interval (a minute for runs of 10 minutes or more): latency p50/p95/p99/max (ms), frames,
-events, windows dropped (async: a newer window replaced a pending one; read from the element's
+events, windows dropped (async: a stream's backlog was full; read from the element's
 engine), RSS (MiB) and open fds of the child process. ``--minutes 60`` is the soak: for runs of
 10 minutes or more, RSS or fd growth above 5% from the 5-minute mark to the end fails (exit 1).
 """

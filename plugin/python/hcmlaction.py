@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import threading
 from pathlib import Path
 
 import gi
@@ -21,6 +22,7 @@ gi.require_version("GstVideo", "1.0")
 from gi.repository import GLib, GObject, Gst, GstBase, GstVideo  # noqa: E402
 
 from hcml import DEFAULT_CARD  # noqa: E402
+from hcml.gst import floating  # noqa: E402
 from hcml.stream import deepstream  # noqa: E402
 from hcml.stream.engine import StreamEngine  # noqa: E402
 from hcml.stream.gstvideo import plane_layout  # noqa: E402
@@ -117,7 +119,22 @@ class HcmlAction(GstBase.BaseTransform):
         "hysteresis": _prop(int, "Hysteresis", "A new label must win this many predictions in a "
                             "row before it replaces the current one (1 = off)", 1, 1000, 1),
         "mode": _prop(str, "Mode", "sync: inference on the streaming thread (deterministic); "
-                      "async: on a worker, newest window wins, frames never wait", "sync"),
+                      "async: on a worker thread, same results, frames never wait; a stream "
+                      "that falls behind drops whole windows of its own", "sync"),
+        "max-batch": _prop(int, "Max batch", "async: most streams served by one backend call",
+                           1, 1024, 8),
+        "batch-timeout": _prop(float, "Batch timeout", "async: seconds to wait for more "
+                               "streams to fill a batch (0 = take what is ready)", 0.0, 10.0,
+                               0.0),
+        "max-backlog": _prop(int, "Max backlog", "async: sampled frames a stream may have "
+                             "queued before its backlog is dropped (0 = the window)", 0, 100000,
+                             0),
+        "max-gap": _prop(float, "Max gap", "Restart a stream's window when its PTS jumps "
+                         "forward by more than this many seconds (0 = never); backwards PTS "
+                         "always restarts it", 0.0, 1e6, 2.0),
+        "max-errors": _prop(int, "Max errors", "Post an error after this many inference "
+                            "failures in a row, even with on-error=warn (0 = never)", 0, 1000000,
+                            10),
         "incremental": _prop(bool, "Incremental", "Use the exact step graph (cost flat in the "
                              "window) when the model has one", True),
         "events": _prop(str, "Events", "Append one JSON line per prediction to this file "
@@ -144,18 +161,39 @@ class HcmlAction(GstBase.BaseTransform):
         self.stream_caps: dict[str, tuple] = {}
         self.nvmm = False
         self.events = None
+        self.events_lock = threading.Lock()
+        self.failures = 0  # inference failures in a row
+        self.stream_events: dict[str, int] = {}  # stream id -> its stream-start event's seqnum
+        self.segments: dict[str, int] = {}  # stream id -> its segment event's seqnum
+        self.missing_pts = 0
+        self.pts_base: dict[str, int] = {}
+        floating.restore(self)  # no "created element should be floating" CRITICAL
 
     # ------------------------------------------------------------------ properties
     def do_get_property(self, prop):
         return self.props_[prop.name.replace("-", "_")]
 
+    #: properties read once at start: changing them while running would be silently ignored
+    START_ONLY = ("model", "backend", "device", "server", "window", "frame_step", "mode",
+                  "incremental", "labels", "events", "max_batch", "batch_timeout",
+                  "max_backlog")  # fmt: skip
+
     def do_set_property(self, prop, value):
         name = prop.name.replace("-", "_")
-        if name == "mode" and value not in ("sync", "async"):
-            raise ValueError(f"hcmlaction: mode must be sync or async, got {value!r}")
-        if name == "on_error" and value not in ("warn", "fail"):
-            raise ValueError(f"hcmlaction: on-error must be warn or fail, got {value!r}")
-        self.props_[name] = value
+        if name in self.START_ONLY and self.engine is not None and value != self.props_[name]:
+            # refuse, and keep get_property truthful: the running engine still uses the old value
+            Gst.warning(
+                f"hcmlaction: {prop.name} cannot change while running; still "
+                f"{self.props_[name]!r} (set it before PLAYING or restart the element)"
+            )
+            msg = (
+                f"hcmlaction: {prop.name} cannot change while running (ignored, still "
+                f"{self.props_[name]!r}); set it in the READY or NULL state"
+            )
+            gerr = GLib.Error.new_literal(Gst.CoreError.quark(), msg, Gst.CoreError.STATE_CHANGE)
+            self.post_message(Gst.Message.new_warning(self, gerr, msg))
+            return
+        self.props_[name] = value  # values are checked in do_start: one error, not a traceback
 
     # ------------------------------------------------------------------ lifecycle
     def _fail(self, message: str, debug: str = "") -> bool:
@@ -167,6 +205,9 @@ class HcmlAction(GstBase.BaseTransform):
         from hcml.backends import load_backend
 
         p = self.props_
+        bad = _check_props(p)
+        if bad:
+            return self._fail(f"hcmlaction: {bad}")
         model = p["model"] or str(DEFAULT_CARD)
         if not p["model"] and not DEFAULT_CARD.is_file():
             return self._fail(
@@ -177,6 +218,12 @@ class HcmlAction(GstBase.BaseTransform):
             extra = {"server": p["server"]} if p["backend"] == "triton" else {}
             backend = load_backend(model, backend=p["backend"], device=p["device"], **extra)
             labels = _read_labels(p["labels"]) if p["labels"] else None
+            fixed = _fixed_window(backend.card)
+            if p["window"] and fixed and p["window"] != fixed:
+                return self._fail(
+                    f"hcmlaction: window={p['window']} but the model {backend.card.name} takes "
+                    f"exactly T={fixed} frames; unset window (0) or export a model for it"
+                )
             self.engine = StreamEngine(
                 backend,
                 window=p["window"] or None,
@@ -191,6 +238,11 @@ class HcmlAction(GstBase.BaseTransform):
                 labels=labels,
                 device=p["device"],
                 idle_timeout=p["stream_timeout"],
+                max_batch=p["max_batch"],
+                batch_timeout=p["batch_timeout"],
+                max_backlog=p["max_backlog"] or None,
+                max_gap=p["max_gap"],
+                on_result=self._announce,
             )
             self.engine.on_evict = self._on_evicted
             card = backend.card
@@ -205,6 +257,7 @@ class HcmlAction(GstBase.BaseTransform):
             return self._fail(
                 f"hcmlaction: cannot open events file {p['events']}: {err}", repr(err)
             )
+        self.failures = 0
         Gst.info(f"hcmlaction: {backend.describe()}")
         return True
 
@@ -215,6 +268,8 @@ class HcmlAction(GstBase.BaseTransform):
             with contextlib.suppress(OSError):  # disk full: reported when a write failed
                 self.events.close()
         self.engine = self.preprocess = self.events = None
+        self.stream_events.clear()
+        self.segments.clear()
         return True
 
     def do_set_caps(self, incaps: Gst.Caps, outcaps: Gst.Caps) -> bool:
@@ -235,19 +290,26 @@ class HcmlAction(GstBase.BaseTransform):
         if self.engine is not None:
             kind = event.type
             if kind == Gst.EventType.STREAM_START:  # funnel re-sends it on every switch
-                self.stream_id = event.parse_stream_start() or "0"
+                self.stream_id = self._stream_key(event)
+            elif kind == Gst.EventType.SEGMENT:  # a new segment (non-flushing seek): restart
+                seq, old = event.get_seqnum(), self.segments.get(self.stream_id)
+                if old is not None and old != seq:  # funnel re-sends the same one on a switch
+                    self.engine.reset(self.stream_id)
+                self.segments[self.stream_id] = seq
             elif kind == Gst.EventType.FLUSH_STOP:  # a flush cuts every stream's window
                 for sid in list(self.engine.streams):
                     self.engine.reset(sid)
             elif kind == Gst.EventType.EOS:
                 try:
-                    self._emit(None, self.engine.drain())
+                    self.engine.drain()  # results went out from on_result as they came
                 except Exception as err:  # noqa: BLE001 - the EOS must still go downstream
                     self._report(err)
-                    self._emit(None, self.engine.drain())  # the windows done before the failure
+                    self.engine.drain()  # the windows done before the failure
                 for sid in list(self.engine.streams):
                     self.engine.remove(sid)
                 self.stream_caps.clear()
+                self.stream_events.clear()
+                self.segments.clear()
         return GstBase.BaseTransform.do_sink_event(self, event)
 
     # ------------------------------------------------------------------ the hot path
@@ -258,6 +320,7 @@ class HcmlAction(GstBase.BaseTransform):
             return self._transform_batch(buf)
         if buf.has_flags(Gst.BufferFlags.DISCONT):  # a gap: the window would not be contiguous
             self.engine.reset(self.stream_id)
+        pts = self._pts(buf)
         try:
             ok, mapinfo = buf.map(Gst.MapFlags.READ)
             if not ok:
@@ -270,13 +333,55 @@ class HcmlAction(GstBase.BaseTransform):
                     lambda: self.preprocess.frame(
                         mapinfo.data, info.finfo.name, info.width, info.height, strides, offsets
                     ),
-                    int(buf.pts),
+                    pts,
                 )
             finally:
                 buf.unmap(mapinfo)
         except Exception as err:  # noqa: BLE001 - reported on the bus, frames keep flowing
             return self._report(err)
-        return self._emit(buf, preds)
+        self.failures = 0
+        for pred in preds:
+            attach_meta(buf, pred)
+        return Gst.FlowReturn.OK
+
+    def _stream_key(self, event: Gst.Event) -> str:
+        """The stream a stream-start event opens: its stream id, made unique per source.
+
+        Two sources with the same id (one file twice through a funnel) send two different
+        events; funnel re-sends each source's own event when it switches, and an event keeps its
+        sequence number (copies too), so the seqnum tells the sources apart: the second gets
+        ``<id>#2``.
+        """
+        sid, ptr = event.parse_stream_start() or "0", event.get_seqnum()
+        key, n = sid, 1
+        while key in self.stream_events and self.stream_events[key] != ptr:
+            n += 1
+            key = f"{sid}#{n}"
+        if key != sid and key not in self.stream_events:
+            Gst.warning(f"hcmlaction: two sources share stream id {sid!r}; the new one is {key!r}")
+        self.stream_events[key] = ptr
+        return key
+
+    def _pts(self, buf: Gst.Buffer) -> int:
+        """The buffer's PTS; without one, its DTS, else the previous PTS plus a frame duration."""
+        if buf.pts != Gst.CLOCK_TIME_NONE:
+            self.pts_base[self.stream_id] = int(buf.pts)
+            return int(buf.pts)
+        if buf.dts != Gst.CLOCK_TIME_NONE:
+            self.pts_base[self.stream_id] = int(buf.dts)
+            return int(buf.dts)
+        info = self.info
+        step = Gst.util_uint64_scale(Gst.SECOND, info.fps_d, info.fps_n) if info.fps_n else 0
+        if buf.duration != Gst.CLOCK_TIME_NONE:
+            step = int(buf.duration)
+        step = step or Gst.SECOND // 30
+        if self.missing_pts == 0:
+            Gst.warning("hcmlaction: buffers without PTS; timestamps are counted from the frame "
+                        "rate")  # fmt: skip
+        self.missing_pts += 1
+        base = self.pts_base.get(self.stream_id, -step) + step
+        self.pts_base[self.stream_id] = base
+        return base
 
     def _on_evicted(self, stream: str, last_pts: int) -> None:
         """An idle stream was forgotten (``stream-timeout``): drop its caps, tell the app."""
@@ -298,14 +403,22 @@ class HcmlAction(GstBase.BaseTransform):
                     deepstream.attach_classifier_meta(
                         batch_meta, frame_meta, pred.label, pred.class_id, pred.score
                     )
-                if self._emit(buf, preds) != Gst.FlowReturn.OK:
-                    return Gst.FlowReturn.ERROR
+                    attach_meta(buf, pred)
         except Exception as err:  # noqa: BLE001 - reported on the bus, frames keep flowing
             return self._report(err)
+        self.failures = 0
         return Gst.FlowReturn.OK
 
     def _report(self, err: Exception, what: str = "inference failed") -> Gst.FlowReturn:
         text = f"hcmlaction: {what}: {err}"
+        self.failures += 1
+        limit = self.props_["max_errors"]
+        if limit and self.failures > limit:
+            return Gst.FlowReturn.ERROR  # the error is posted already
+        if limit and self.failures == limit:
+            self._fail(f"{text} ({self.failures} failures in a row; max-errors={limit})",
+                       repr(err))  # fmt: skip
+            return Gst.FlowReturn.ERROR
         if self.props_["on_error"] == "fail":
             self._fail(text, repr(err))
             return Gst.FlowReturn.ERROR
@@ -313,33 +426,31 @@ class HcmlAction(GstBase.BaseTransform):
         self.post_message(Gst.Message.new_warning(self, gerr, repr(err)))
         return Gst.FlowReturn.OK
 
-    def _emit(self, buf: Gst.Buffer | None, preds) -> Gst.FlowReturn:
-        flow = Gst.FlowReturn.OK
-        for pred in preds:
-            if buf is not None:
-                attach_meta(buf, pred)
-            if not self.props_["silent"]:
-                s = Gst.Structure.new_empty("hcml-action")
-                s.set_value("stream", pred.stream)
-                s.set_value("pts", GObject.Value(GObject.TYPE_UINT64, pred.pts))
-                s.set_value(
-                    "window-start-pts", GObject.Value(GObject.TYPE_UINT64, pred.window_start_pts)
-                )
-                s.set_value(
-                    "window-end-pts", GObject.Value(GObject.TYPE_UINT64, pred.window_end_pts)
-                )
-                s.set_value("label", pred.label)
-                s.set_value("class-id", pred.class_id)
-                s.set_value("score", pred.score)
-                s.set_value("topk", ";".join(f"{lb}:{sc:.6f}" for lb, sc in pred.topk))
-                self.post_message(Gst.Message.new_element(self, s))
-            if self.events is not None:
-                try:
+    def _announce(self, pred) -> None:
+        """A result exists (streaming thread in sync mode, the worker in async): post it now.
+
+        Bus message and events line; the buffer meta goes on the stream's next buffer.
+        """
+        if not self.props_["silent"]:
+            s = Gst.Structure.new_empty("hcml-action")
+            s.set_value("stream", pred.stream)
+            s.set_value("pts", GObject.Value(GObject.TYPE_UINT64, pred.pts))
+            s.set_value(
+                "window-start-pts", GObject.Value(GObject.TYPE_UINT64, pred.window_start_pts)
+            )
+            s.set_value("window-end-pts", GObject.Value(GObject.TYPE_UINT64, pred.window_end_pts))
+            s.set_value("label", pred.label)
+            s.set_value("class-id", pred.class_id)
+            s.set_value("score", pred.score)
+            s.set_value("topk", ";".join(f"{lb}:{sc:.6f}" for lb, sc in pred.topk))
+            self.post_message(Gst.Message.new_element(self, s))
+        if self.events is not None:
+            try:
+                with self.events_lock:
                     self.events.write(pred.to_json() + "\n")
                     self.events.flush()
-                except OSError as err:  # disk full, file gone: like an inference failure
-                    flow = self._report(err, f"cannot write events to {self.props_['events']}")
-        return flow
+            except OSError as err:  # disk full, file gone: like an inference failure
+                self._report(err, f"cannot write events to {self.props_['events']}")
 
 
 def _read_labels(value: str) -> list[str]:
@@ -350,9 +461,28 @@ def _read_labels(value: str) -> list[str]:
 
 
 def _open_events(target: str):
+    # /dev/stdout reopened is a second file description with its own offset: when stdout is a
+    # file, the launcher's buffered output overwrote our first lines. Share fd 1/2 instead.
+    target = {"/dev/stdout": "fd:1", "/dev/stderr": "fd:2"}.get(target, target)
     if target.startswith("fd:"):
         return os.fdopen(int(target[3:]), "a", buffering=1, closefd=False)
     return open(target, "a", buffering=1)
+
+
+def _check_props(p: dict) -> str:
+    """What is wrong with the properties, in one line ('' when nothing)."""
+    if p["mode"] not in ("sync", "async"):
+        return f"mode must be sync or async, got {p['mode']!r}"
+    if p["on_error"] not in ("warn", "fail"):
+        return f"on-error must be warn or fail, got {p['on_error']!r}"
+    return ""
+
+
+def _fixed_window(card) -> int | None:
+    """T when the card's clip graph takes exactly T frames (None when T is dynamic)."""
+    clip = (getattr(card, "tensors", None) or {}).get("clip", {})
+    shape = clip.get("inputs", {}).get(clip.get("input", "frames"))
+    return int(shape[2]) if shape and len(shape) == 5 and shape[2] > 0 else None
 
 
 GObject.type_register(HcmlAction)

@@ -13,6 +13,7 @@ gi.require_version("GstBase", "1.0")
 gi.require_version("GstVideo", "1.0")
 from gi.repository import GObject, Gst, GstBase, GstVideo  # noqa: E402
 
+from hcml.gst import floating  # noqa: E402
 from hcml.stream.gstvideo import plane_layout  # noqa: E402
 from hcml.stream.overlay import OverlayPainter  # noqa: E402
 
@@ -49,6 +50,7 @@ class HcmlOverlay(GstBase.BaseTransform):
         self.painter: OverlayPainter | None = None
         self.label: str | None = None
         self.score = 0.0
+        floating.restore(self)  # no "created element should be floating" CRITICAL
 
     def do_get_property(self, prop):
         return self.motion

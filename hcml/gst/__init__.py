@@ -1,0 +1,1 @@
+"""hcml.gst: GStreamer glue that the elements share (no inference logic here)."""
