@@ -274,3 +274,24 @@ def test_hcml_serve_command_ready_then_sigterm_exits_cleanly(tmp_path):
     assert "stopped (tritonserver exit 0)" in log.read_text()
     with pytest.raises(OSError):  # nothing listens any more
         urllib.request.urlopen(url, timeout=2)
+
+
+def test_wire_bytes_are_the_tensors_plus_small_framing():
+    """The per-frame sizes in docs/SERVING.md: exact protobuf sizes, checked against the raw
+    tensor bytes computed from the card (framing is names, shapes and types only)."""
+    from hcml.bench.serve import wire_bytes
+    from hcml.export.card import ModelCard
+
+    card = ModelCard.load(CARD)
+    w = wire_bytes(CARD)
+    state = sum(4 * int(np.prod(s["shape"][1:])) for s in card.tensors["step"]["state"])
+    frame, logits = 4 * 3 * 64 * 64, 4 * len(card.labels)
+    assert (w["state_bytes"], w["frame_bytes"]) == (state, frame) == (124416, 49152)
+    for key, raw in (
+        ("client_state_request", frame + state),
+        ("client_state_response", logits + state),
+        ("server_state_request", frame),
+        ("server_state_response", logits),
+        ("clip_request", frame * card.window),
+    ):
+        assert raw < w[key] < raw + 400, (key, w[key], raw)
