@@ -18,6 +18,8 @@ from gst_helpers import run_pipeline
 from hcml.backends import load_backend
 from hcml.backends.base import BackendUnavailable
 
+pytestmark = pytest.mark.slow  # a real server start is seconds; the whole file ~1-3 min
+
 ROOT = Path(__file__).resolve().parents[1]
 CARD = ROOT / "engines" / "hcml_tiny_motion.json"
 START_TIMEOUT = 180.0  # the python backend imports ORT per model; 2 shared cores can be slow
