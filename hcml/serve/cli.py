@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     while not stop.wait(0.5):
         if not server.running():
             print(
-                f"hcml serve: tritonserver exited ({server.proc.returncode}): {server.log_tail()}",
+                f"hcml serve: tritonserver exited ({server.proc.returncode}): {server.log_tail(2)}",
                 file=sys.stderr,
             )
             rc = 1

@@ -160,13 +160,13 @@ class TritonServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                tail = self.log_tail()
+                tail = self.log_tail(2)
                 self._cleanup()
                 raise ServeError(f"tritonserver exited with {self.proc.returncode}: {tail}")
             if self.ready():
                 return self
             time.sleep(0.2)
-        tail = self.log_tail()
+        tail = self.log_tail(2)
         self.stop()
         raise ServeError(f"tritonserver not ready within {timeout:.0f} s: {tail}")
 
