@@ -206,9 +206,9 @@ def run_recipe(
     if out.exists() and any(out.iterdir()) and not resume:
         if _holds_a_run(out):
             raise FileExistsError(f"{out} already holds a run: pass --resume, or another --out")
-        if not (out / "recipe.json").is_file():
-            raise FileExistsError(f"{out} is not empty and holds no run: choose another --out")
-        if dist.main:
+        if dist.main:  # (other ranks: rank 0 may be clearing it right now)
+            if not (out / "recipe.json").is_file():
+                raise FileExistsError(f"{out} is not empty and holds no run: choose another --out")
             _clear_failed_start(out)  # a run of ours that failed before its first checkpoint
     if dist.world > 1:
         torch.distributed.barrier()
