@@ -74,7 +74,8 @@ def _collate(batch: list):
 
 
 def evaluate_skipping(fn, ds, names, batch_size: int, strict: bool, progress: bool):
-    """``evaluate.metrics`` over the readable clips of ``ds``; (result, skipped messages).
+    """``evaluate.metrics`` over the readable clips of ``ds``, plus ``skipped``: the message of
+    every clip that could not be decoded (each names its file).
 
     fn: float [B, 3, T, H, W] -> logits [B, K]. Raises VideoReadError with ``strict``, and
     DatasetError when no clip at all could be read.
@@ -101,7 +102,8 @@ def evaluate_skipping(fn, ds, names, batch_size: int, strict: bool, progress: bo
         outs.append(np.asarray(fn(x)))
         ys.append(np.asarray(y))
     if not outs:
-        raise DatasetError(f"none of the {len(ds)} clips could be read ({wrapped.skipped[0]})")
+        first = f" ({wrapped.skipped[0]})" if wrapped.skipped else ""
+        raise DatasetError(f"none of the {len(ds)} clips could be read{first}")
     result = metrics(np.concatenate(outs), np.concatenate(ys), names)
     result["skipped"] = list(wrapped.skipped)
     return result
