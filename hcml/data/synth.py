@@ -121,15 +121,17 @@ STYLES = {
         ("dots", "plaid", "photo"),
         ("cells", "rings", "photo_tiles"),
         marker=0.0,
-        radius_scale=(0.75, 1.3),
+        # The nuisances match train's: the set measures the look (photos, shapes, textures,
+        # backgrounds), not a stronger blur or noise.
+        radius_scale=(0.7, 1.4),
         distractors=(0, 2),
         pan_px=0.8,
         pan_prob=0.4,
         shake_px=0.25,
-        blur=(0.0, 1.2),
-        noise=(1.0, 8.0),
-        lighting=0.3,
-        crf=(14, 32),
+        blur=(0.0, 1.0),
+        noise=(0.0, 6.0),
+        lighting=0.25,
+        crf=(12, 32),
     ),
 }
 
