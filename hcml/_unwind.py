@@ -15,15 +15,17 @@ Two remedies, both needed:
 * :func:`pin_gcc_unwinder` (run by ``import hcml``): load libgcc_s with global binding before
   GStreamer can be, so libgcc_s stays the first ``_Unwind_*`` provider and every later object
   binds to it (a no-op when libunwind already is global: the order cannot change any more);
-* :func:`import_onnxruntime`: when GStreamer came first anyway (``gst-launch-1.0`` links it, a
-  program may import ``Gst`` before ``hcml``), read which unwinder libstdc++ is bound to and, if
-  that is libgcc_s while a new object would bind to libunwind, load ONNX Runtime's module with
-  ``RTLD_DEEPBIND`` so that it binds to its own dependency, libgcc_s, like libstdc++.
+* :func:`import_consistently` (``import_onnxruntime`` in the ORT backend; torch in ``import hcml``):
+  when GStreamer came first anyway (``gst-launch-1.0`` links it, a program may import ``Gst``
+  before ``hcml``), read which unwinder libstdc++ is bound to and, if that is libgcc_s while a new
+  object would bind to libunwind, load the module with ``RTLD_DEEPBIND`` so that it binds to its
+  own dependency, libgcc_s, like libstdc++.
 """
 
 from __future__ import annotations
 
 import ctypes
+import importlib
 import os
 import struct
 import sys
@@ -157,24 +159,28 @@ def bound_unwinder(soname: str = "libstdc++.so.6", symbol: str = UNWIND_SYMBOL) 
 
 
 def needs_deepbind() -> bool:
-    """True when ONNX Runtime loaded now would bind another unwinder than libstdc++ did."""
-    bound = bound_unwinder()
+    """True when a C++ module loaded now would bind another unwinder than libstdc++ did."""
     new = global_unwinder()
-    if bound is None or new is None or bound == new:
+    if new is None or "libgcc_s" in os.path.basename(new):
+        return False  # no provider in the global scope yet, or libgcc_s first: consistent
+    bound = bound_unwinder()  # reads libstdc++'s relocations: only once libunwind came first
+    if bound is None or bound == new:
         return False
     return "libgcc_s" in os.path.basename(bound)
 
 
-def import_onnxruntime() -> ModuleType:
-    """``import onnxruntime``, with ``RTLD_DEEPBIND`` when :func:`needs_deepbind` says so."""
-    if "onnxruntime" in sys.modules or not needs_deepbind():
-        import onnxruntime
-
-        return onnxruntime
+def import_consistently(name: str) -> ModuleType:
+    """``import name``, with ``RTLD_DEEPBIND`` when :func:`needs_deepbind` says so."""
+    if name in sys.modules or not needs_deepbind():
+        return importlib.import_module(name)
     old = sys.getdlopenflags()
     sys.setdlopenflags(old | os.RTLD_DEEPBIND)
     try:
-        import onnxruntime
+        return importlib.import_module(name)
     finally:
         sys.setdlopenflags(old)
-    return onnxruntime
+
+
+def import_onnxruntime() -> ModuleType:
+    """``import onnxruntime`` bound to the same unwinder as libstdc++."""
+    return import_consistently("onnxruntime")

@@ -118,6 +118,27 @@ def test_plain_import_after_gstreamer_dies(graphs):
     assert proc.returncode < 0, f"expected a signal death, got rc {proc.returncode}: {proc.stdout}"
 
 
+@pytest.mark.parametrize("with_hcml", [True, False], ids=["hcml-first", "reference"])
+def test_torch_errors_after_gstreamer(with_hcml):
+    """numpy, Gst, then torch (what hcmlaction does in a program that used numpy first): a
+    torch error is a RuntimeError once ``import hcml`` came before torch; the reference run
+    without it shows the same death as ONNX Runtime's."""
+    code = "\n".join(
+        [
+            _IMPORTS["numpy"],
+            _IMPORTS["gst"],
+            "import hcml" if with_hcml else "",
+            "import torch",
+            "try:\n    torch.zeros(2) @ torch.zeros(3)\nexcept RuntimeError:\n    print('raised')",
+        ]
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    if with_hcml:
+        assert proc.returncode == 0 and proc.stdout.strip() == "raised", proc.stderr[-2000:]
+    else:
+        assert proc.returncode < 0, f"expected a signal death, got rc {proc.returncode}"
+
+
 def _bad_card(tmp_path: Path) -> Path:
     """The shipped card with its clip graph replaced by one ONNX Runtime cannot load."""
     from hcml.export.card import sha256_file
