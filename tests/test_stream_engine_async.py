@@ -215,3 +215,44 @@ def test_a_pts_gap_or_backwards_pts_restarts_the_window():
         ends += [p.window_start_pts for p in engine.push("s", _frame(pts), pts)]
     assert ends[-1] == 5 * ns and engine.restarts == 2
     assert all(p >= 0 for p in ends)
+
+
+class FailOnceProbe(SlowStepProbe):
+    """Raises on the ``fail_at``-th step call (a lost server, a backend error)."""
+
+    def __init__(self, window: int, fail_at: int):
+        super().__init__(window=window)
+        self.fail_at, self.calls, self.windows = fail_at, 0, []
+
+    def run_step(self, frame, state):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("backend lost")
+        logits, new = super().run_step(frame, state)
+        self.windows += [tuple(int(i) for i in row) for row in new["ids"]]
+        return logits, new
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_failed_step_restarts_the_state_so_no_window_spans_the_failure(mode):
+    probe = FailOnceProbe(window=3, fail_at=5)
+    engine = StreamEngine(probe, mode=mode, max_backlog=100)
+    got, errors = [], 0
+    try:
+        for i in range(12):
+            try:
+                got += engine.push("s", _frame(i), i)
+            except RuntimeError:
+                errors += 1
+            if mode == "async":
+                time.sleep(0.02)  # let the worker fail before the next frame
+        got += engine.drain()
+    except RuntimeError:
+        errors += 1
+    finally:
+        engine.close()
+    assert errors == 1
+    ends = [p.window_end_pts for p in got]
+    # frame 4 failed: windows end at 2, 3; then the state restarts at frame 5: 7, 8, ... 11
+    assert ends == [2, 3, 7, 8, 9, 10, 11]
+    assert all(p.class_id == p.window_end_pts % K for p in got)

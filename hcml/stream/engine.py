@@ -224,7 +224,6 @@ class StreamEngine:
         stream's (sync: of this frame; async: those finished since its previous push).
         """
         pts = int(pts)
-        self._raise_worker_error()
         if self.idle_timeout_ns and self.streams:
             self._evict_idle(pts)
         st = self.streams.get(stream)
@@ -247,6 +246,9 @@ class StreamEngine:
             self._sample(st, frame, index, pts)
         with self._lock:
             out, st.out = st.out, []
+            if self._error is not None:  # after this frame is in: a failure loses no frame
+                st.out = out + st.out  # handed out by the next push
+        self._raise_worker_error()
         return out
 
     def drain(self, timeout: float = 30.0) -> list[Prediction]:
@@ -305,7 +307,7 @@ class StreamEngine:
         if self.mode == "sync":
             if self.incremental:
                 logits = self._run_steps([st], st.ring[slot][None])[0]
-                if meta:
+                if meta and st.fed >= self.window:  # else re-priming after a failed step
                     self._deliver(st, logits, meta)
             elif meta:
                 self._deliver(st, self._run_clips(self._clip_of(st, slot)[None])[0], meta)
@@ -373,7 +375,16 @@ class StreamEngine:
                 states.append(st.step_state)
                 gens.append(st.gen)
         state = states[0] if len(states) == 1 else stack_states(states)
-        logits, new = self.backend.run_step(frames, state)
+        try:
+            logits, new = self.backend.run_step(frames, state)
+        except Exception:
+            # the states may be half-advanced (or reset by the backend, e.g. a lost server):
+            # restart them, so no window mixes frames from before and after the failure
+            with self._lock:
+                for st, gen in zip(streams, gens, strict=True):
+                    if st.gen == gen:
+                        st.step_state, st.fed, st.gen = None, 0, st.gen + 1
+            raise
         news = [new] if len(streams) == 1 else split_state(new)
         with self._lock:
             for st, s, gen in zip(streams, news, gens, strict=True):

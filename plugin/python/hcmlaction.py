@@ -163,6 +163,7 @@ class HcmlAction(GstBase.BaseTransform):
         self.events = None
         self.events_lock = threading.Lock()
         self.failures = 0  # inference failures in a row
+        self.held_flow = Gst.FlowReturn.OK  # a failure found while announcing a result
         self.stream_events: dict[str, int] = {}  # stream id -> its stream-start event's seqnum
         self.segments: dict[str, int] = {}  # stream id -> its segment event's seqnum
         self.missing_pts = 0
@@ -342,7 +343,8 @@ class HcmlAction(GstBase.BaseTransform):
         self.failures = 0
         for pred in preds:
             attach_meta(buf, pred)
-        return Gst.FlowReturn.OK
+        flow, self.held_flow = self.held_flow, Gst.FlowReturn.OK
+        return flow
 
     def _stream_key(self, event: Gst.Event) -> str:
         """The stream a stream-start event opens: its stream id, made unique per source.
@@ -450,7 +452,9 @@ class HcmlAction(GstBase.BaseTransform):
                     self.events.write(pred.to_json() + "\n")
                     self.events.flush()
             except OSError as err:  # disk full, file gone: like an inference failure
-                self._report(err, f"cannot write events to {self.props_['events']}")
+                flow = self._report(err, f"cannot write events to {self.props_['events']}")
+                if flow != Gst.FlowReturn.OK:
+                    self.held_flow = flow  # returned for the stream's current/next buffer
 
 
 def _read_labels(value: str) -> list[str]:
