@@ -108,3 +108,129 @@ def test_flow_net_shapes_and_gradients():
     loss = reconstruction_loss(out["frames"], out["flow"])["rec"]
     loss.backward()
     assert net.to_flow.weight.grad is not None and net.to_flow.weight.grad.abs().sum() > 0
+
+
+# --- L_rec options (issue 16): census, SSIM, edge-aware smoothness, scales, occlusion, corr ---
+
+
+def _pattern(h: int, w: int, dx: float = 0.0, dy: float = 0.0) -> torch.Tensor:
+    """A smooth analytic image sampled at (x + dx, y + dy): [1, 3, h, w] (independent reference
+    for a known sub-pixel translation: I_1(x) = I_0(x + d), so the flow of I_0 -> I_1 is -d)."""
+    ys, xs = torch.meshgrid(
+        torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij"
+    )
+    x, y = xs + dx, ys + dy
+    chans = [
+        torch.sin(0.45 * x) * torch.cos(0.31 * y),
+        torch.cos(0.23 * x + 0.37 * y) + 0.5 * torch.sin(0.61 * y),
+        torch.sin(0.29 * x - 0.41 * y),
+    ]
+    return torch.stack(chans)[None].float()
+
+
+@pytest.mark.parametrize(
+    "terms", [{}, {"census": 1.0}, {"ssim": 1.0}, {"census": 1.0, "scales": 3}]
+)
+def test_flow_loss_is_smallest_at_the_true_translation(terms):
+    from hcml.model.flow import FlowLossConfig, flow_loss
+
+    d = (0.6, -0.4)
+    i0 = _pattern(40, 40)
+    i1 = _pattern(40, 40, -d[0], -d[1])  # content moves by +d: I_1(x + d) = I_0(x)
+    cfg = FlowLossConfig(zeta=0.0, **terms)
+    # two lines through the truth, 0.2 px apart (a full 2-D grid is 5x slower)
+    grid = [(u / 5.0, d[1]) for u in range(-5, 6)] + [(d[0], v / 5.0) for v in range(-5, 6)]
+    grid.append((0.0, 0.0))
+    losses = {uv: float(flow_loss(i0, i1, _const_flow(1, 40, 40, *uv), cfg)["rec"]) for uv in grid}
+    best = min(losses, key=losses.get)
+    assert best == d, (best, terms)
+    assert losses[best] < 0.5 * losses[(0.0, 0.0)]
+
+
+def test_census_and_ssim_distances_vanish_on_equal_images_and_ignore_brightness():
+    from hcml.model.flow import census_distance, ssim_distance
+
+    a = _pattern(24, 24)
+    assert float(census_distance(a, a).abs().max()) == 0.0
+    assert float(ssim_distance(a, a).abs().max()) < 1e-5
+    # census compares signs of neighbour differences: a brightness offset changes nothing
+    inner = (..., slice(3, -3), slice(3, -3))  # the 7x7 patch's zero padding aside
+    assert float(census_distance(a, a + 0.7)[inner].abs().max()) < 1e-6
+    assert float(census_distance(a, _pattern(24, 24, 1.5, 0)).mean()) > 0.05
+
+
+def test_edge_aware_smoothness_is_the_plain_one_at_zero_and_smaller_across_edges():
+    from hcml.model.flow import edge_smoothness_loss
+
+    g = torch.Generator().manual_seed(3)
+    flow = torch.randn(2, 2, 8, 8, generator=g)
+    img = torch.zeros(2, 3, 8, 8)
+    torch.testing.assert_close(edge_smoothness_loss(flow, img, 0.0), smoothness_loss(flow))
+    img[..., 4:] = 5.0  # a vertical edge: flow jumps across it cost less
+    assert float(edge_smoothness_loss(flow, img, 1.0)) < float(smoothness_loss(flow))
+
+
+def test_occlusion_mask_keeps_consistent_flow_and_drops_inconsistent():
+    from hcml.model.flow import occlusion_mask
+
+    fw = _const_flow(1, 12, 12, 1.0, 0.0)
+    assert float(occlusion_mask(fw, -fw)[..., 2:-2, 2:-2].min()) == 1.0
+    assert float(occlusion_mask(fw, fw)[..., 2:-2, 2:-2].max()) == 0.0  # |2u|^2 = 4 > bound
+
+
+def test_default_loss_config_is_the_plain_l_rec():
+    from hcml.model.flow import FlowLossConfig
+
+    g = torch.Generator().manual_seed(1)
+    frames = torch.randn(2, 3, 4, 10, 12, generator=g)
+    flow = torch.randn(2, 2, 4, 10, 12, generator=g)
+    plain = reconstruction_loss(frames, flow, 0.5)
+    same = reconstruction_loss(frames, flow, cfg=FlowLossConfig(zeta=0.5))
+    for k in ("photometric", "smoothness", "rec"):
+        torch.testing.assert_close(plain[k], same[k])
+
+
+def test_flow_net_cost_volume_and_dilation_keep_the_interface():
+    base = FlowNet(8, 2)
+    dil = FlowNet(8, 2, dilation=True)
+    assert {k: v.shape for k, v in base.state_dict().items()} == {
+        k: v.shape for k, v in dil.state_dict().items()
+    }
+    net = FlowNet(8, 2, corr=2)
+    x = torch.randn(1, 3, 4, 16, 16)
+    out = net(x, backward=True)
+    assert out["flow"].shape == out["flow_bw"].shape == (1, 2, 4, 8, 8)
+    assert out["features"].shape == (1, 32, 4, 8, 8)
+    # the cost volume at displacement d matches features shifted by d (row-major order)
+    i_t, i_n = torch.randn(1, 3, 8, 8), torch.randn(1, 3, 8, 8)
+    c = net._correlation(i_t, i_n)
+    fa, fb = net.corr_features(i_t), net.corr_features(i_n)
+    k = (1 + 2) * 5 + (2 + 2)  # dy = 1, dx = 2
+    ref = (fa[..., 2:4, 1:3] * fb[..., 3:5, 3:5]).mean(1)
+    torch.testing.assert_close(c[:, k, 2:4, 1:3], torch.nn.functional.leaky_relu(ref, 0.1))
+
+
+def test_dense_motion_flow_is_exact_for_an_analytic_photo():
+    """Frame t+1 sampled at x + u_t(x) is frame t (the known warp), for each camera motion."""
+    from hcml.data.dense_motion import KINDS, camera_clip
+
+    ys, xs = np.mgrid[0:300, 0:400].astype(np.float64)
+    photo = 127.5 + 100 * np.stack(
+        [np.sin(xs / 9.0) * np.cos(ys / 13.0), np.cos((xs + ys) / 17.0), np.sin((xs - ys) / 11.0)],
+        -1,
+    )
+    photo = np.clip(photo, 0, 255).astype(np.uint8)
+    for kind in KINDS:
+        clip = camera_clip(photo, np.random.default_rng(5), 4, 48, kind)
+        f = torch.from_numpy(clip.frames).permute(0, 3, 1, 2).float()
+        u = torch.from_numpy(clip.flow).permute(0, 3, 1, 2)
+        assert float(u.norm(dim=1).min()) > 0.05 or kind in ("zoom", "rotate")
+        warped, mask = warp(f[1:], u)
+        inner = (slice(None), slice(None), slice(4, -4), slice(4, -4))
+        err = ((warped - f[:-1]).abs() * mask)[inner].sum() / (3 * mask[inner].sum())
+        still = (f[1:] - f[:-1]).abs()[inner].mean()
+        assert float(err) < 2.0 and float(err) < 0.25 * float(still), (
+            kind,
+            float(err),
+            float(still),
+        )

@@ -79,14 +79,16 @@ def load_pretrained(module: torch.nn.Module, path: str | os.PathLike) -> dict[st
     """Load a pretraining run's weights into a training wrapper; returns the report.
 
     Every entry of ``module.state_dict()`` except the classifier (``CLASSIFIER_PREFIXES``) must
-    be in the checkpoint's ``wrapper_state`` with the same shape, else ValueError naming them
+    be in the checkpoint's ``wrapper_state`` with the same shape, else RecipeError naming them
     (the architectures differ). Report: {"loaded": names, "kept": classifier names left as
     initialised, "unused": checkpoint names the module has no use for}.
     """
+    from hcml.training.recipe import RecipeError
+
     p = _checkpoint_path(path)
     state = torch.load(p, map_location="cpu", weights_only=True)
     if "wrapper_state" not in state:
-        raise ValueError(f"init_from: {p} holds no training wrapper state (use a run's model.pt)")
+        raise RecipeError(f"init_from: {p} holds no training wrapper state (use a run's model.pt)")
     src: dict[str, torch.Tensor] = state["wrapper_state"]
     own = module.state_dict()
     want = [k for k in own if not k.startswith(CLASSIFIER_PREFIXES)]
@@ -98,7 +100,7 @@ def load_pretrained(module: torch.nn.Module, path: str | os.PathLike) -> dict[st
             parts.append(f"missing {missing[:4]}{' ...' if len(missing) > 4 else ''}")
         if bad:
             parts.append(f"shape differs for {bad[:4]}{' ...' if len(bad) > 4 else ''}")
-        raise ValueError(
+        raise RecipeError(
             f"init_from: {p} does not fit this model ({'; '.join(parts)}): pretrain with the "
             "same model section"
         )
