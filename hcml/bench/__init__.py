@@ -11,6 +11,8 @@ Suites (``all`` runs every one with its defaults, each under 5 minutes on a 2-co
 * ``backends``: clip and step graphs on every available engine at batch 1/8/32, fps and
   streams at 30 fps this machine can hold;
 * ``train``: training clips per second per stage, one process vs 2-process DDP (gloo);
+* ``streams``: N live 720p30 sources into one async hcmlaction: predictions per stream,
+  event latency, frames lost, windows dropped, CPU; the largest N that holds real time;
 * ``serve`` (not in ``all``): K client processes (``--clients``) x M streams (``--streams``)
   against one Triton server on loopback vs local ORT at the same stream count; see
   ``hcml.bench.serve`` and docs/SERVING.md;
@@ -36,7 +38,7 @@ from typing import Any
 
 from hcml.bench.common import OPTIONS, machine, stamp, write_json, write_section
 
-SUITE_NAMES = ("streaming", "model", "element", "latency", "backends", "train")
+SUITE_NAMES = ("streaming", "model", "element", "latency", "backends", "train", "streams")
 SUITES = (*SUITE_NAMES, "device", "serve", "all")  # device: run on a lent GPU (its JSON)
 
 
@@ -123,6 +125,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     opt("--batch-size", type=int, default=None, help="train: clips per step and process (8)")
     opt("--world", type=int, default=None, help="train: DDP processes (2; 1 = no DDP)")
     opt("--clients", type=int, nargs="+", default=None, help="serve: client processes (1 2 4)")
+    opt("--streams", type=int, nargs="+", default=None, help="streams: N sources (1 2 4 6 8)")
 
 
 def _combined(args: argparse.Namespace, target: Path | None) -> bool:

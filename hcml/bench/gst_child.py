@@ -11,7 +11,10 @@ It never imports PyAV. Jobs:
   every thread: ``time.process_time``), ``predictions`` (hcml-action bus messages);
 * ``{"kind": "live", "description", "seconds", "interval"}``: a live pipeline whose
   ``hcmlaction`` is named ``act``; per interval the event latency percentiles (see
-  ``hcml.bench.latency``), frames, predictions, windows dropped, RSS and open fds.
+  ``hcml.bench.latency``), frames, predictions, windows dropped, RSS and open fds;
+* ``{"kind": "streams", "description", "seconds"}``: several live sources into one
+  ``hcmlaction`` named ``act`` (``hcml bench streams``): buffers into and out of it, event
+  latency per stream, predictions and windows dropped per stream, CPU time.
 """
 
 from __future__ import annotations
@@ -176,6 +179,83 @@ def _live(Gst, job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _streams(Gst, job: dict[str, Any]) -> dict[str, Any]:
+    """Live sources (their own timelines from 0, as ``is-live`` sources have) through ``act``."""
+    pipeline = Gst.parse_launch(job["description"])
+    act = pipeline.get_by_name("act")
+    lock = threading.Lock()
+    box: dict[str, Any] = {"in": 0, "out": 0, "lat": {}, "errors": []}
+
+    def count(key):
+        def probe(_pad, _info):
+            box[key] += 1
+            return Gst.PadProbeReturn.OK
+
+        return probe
+
+    act.get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, count("in"))
+    act.get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, count("out"))
+
+    def on_post(_bus, msg):  # in the posting thread: when the element emits the event
+        if msg.type == Gst.MessageType.ELEMENT and msg.has_name("hcml-action"):
+            clock = pipeline.get_clock()
+            if clock is not None:
+                now = clock.get_time() - pipeline.get_base_time()
+                s = msg.get_structure()
+                with lock:
+                    box["lat"].setdefault(s.get_value("stream"), []).append(
+                        (now - s.get_value("pts")) / 1e6
+                    )
+        return Gst.BusSyncReply.PASS
+
+    bus = pipeline.get_bus()
+    bus.set_sync_handler(on_post)
+    seconds = float(job["seconds"])
+    try:
+        pipeline.set_state(Gst.State.PLAYING)
+        ok, _, _ = pipeline.get_state(120 * Gst.SECOND)
+        if ok == Gst.StateChangeReturn.FAILURE:
+            msg = bus.pop_filtered(Gst.MessageType.ERROR)
+            return {"errors": [_error(msg) if msg else "could not start"]}
+        warm = float(job.get("warmup", 3.0))  # model loaded, first windows filled
+        time.sleep(warm)
+        with lock:
+            box["lat"] = {}
+        in0, out0 = box["in"], box["out"]
+        engine = act.engine
+        drop0 = dict(engine.dropped_by_stream)
+        c0, t0 = time.process_time(), time.monotonic()
+        deadline = t0 + seconds
+        while time.monotonic() < deadline:
+            msg = bus.timed_pop(100 * Gst.MSECOND)
+            if msg is not None and msg.type == Gst.MessageType.ERROR:
+                box["errors"].append(_error(msg))
+                break
+        wall, cpu = time.monotonic() - t0, time.process_time() - c0
+        with lock:
+            lat = {k: list(v) for k, v in box["lat"].items()}
+        frames_in, frames_out = box["in"] - in0, box["out"] - out0
+        dropped = {k: v - drop0.get(k, 0) for k, v in engine.dropped_by_stream.items()}
+        batches = list(engine.batches)
+        pipeline.send_event(Gst.Event.new_eos())
+        bus.timed_pop_filtered(10 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
+        # every buffer that went in during the whole run came out (checked after EOS)
+        lost = box["in"] - box["out"]
+    finally:
+        pipeline.set_state(Gst.State.NULL)
+    return {
+        "errors": box["errors"],
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "frames_in": frames_in,
+        "frames_out": frames_out,
+        "lost": lost,
+        "latency_ms": lat,
+        "dropped": dropped,
+        "batches": batches[-500:],
+    }
+
+
 def main() -> int:
     from hcml.stream.run_cli import _quiet_floating_reference_warning, gst_environment
 
@@ -196,7 +276,8 @@ def main() -> int:
         return 3
     for job in jobs:
         try:
-            result = _live(Gst, job) if job["kind"] == "live" else _file(Gst, job)
+            kind = {"live": _live, "streams": _streams}.get(job["kind"], _file)
+            result = kind(Gst, job)
         except GLib.Error as e:
             result = {"errors": [f"cannot build the pipeline: {e.message}"]}
         result["gstreamer"] = Gst.version_string()
