@@ -12,9 +12,9 @@ Training data, all 8 consecutive frames at 64x64 (the default model's input):
 * ``synth``: the motion benchmark's clips (seed 5; none of eval-flow's seed 777).
 
     # here (PyAV decodes the videos once; the device needs no PyAV):
-    python training/flow_ablation.py frames --out .h6/frames.npz tests/data/tree_320x240.mp4 \
+    python training/flow_ablation.py frames --out runs/flow_frames.npz tests/data/tree_320x240.mp4 \
         tests/data/vtest_pedestrians_768x576.mp4
-    python training/flow_ablation.py run --frames .h6/frames.npz --out runs/flow_ablation \
+    python training/flow_ablation.py run --frames runs/flow_frames.npz --out runs/flow_ablation \
         --steps 3000 --device cuda
 """
 
@@ -30,49 +30,48 @@ from pathlib import Path
 import numpy as np
 
 BASE = {"zeta": 0.5, "census": 0.0, "ssim": 0.0, "edge": 0.0, "scales": 1, "occlusion": False}
-# name: (data mix {source: share}, loss overrides, dilated flow net)
-CONFIGS: dict[str, tuple[dict[str, float], dict, bool]] = {
-    "synth_base": ({"synth": 1}, {}, False),
-    "video_base": ({"video": 1}, {}, False),
-    "camera_base": ({"camera": 1}, {}, False),
-    "mix_base": ({"video": 0.5, "camera": 0.5}, {}, False),
-    "mix_dil": ({"video": 0.5, "camera": 0.5}, {}, True),
-    "mix_census": ({"video": 0.5, "camera": 0.5}, {"census": 1.0}, False),
-    "mix_census_edge": ({"video": 0.5, "camera": 0.5}, {"census": 1.0, "edge": 10.0}, False),
-    "mix_census_edge_s3": (
-        {"video": 0.5, "camera": 0.5},
-        {"census": 1.0, "edge": 10.0, "scales": 3},
-        False,
-    ),
-    "mix_census_edge_s3_dil": (
-        {"video": 0.5, "camera": 0.5},
-        {"census": 1.0, "edge": 10.0, "scales": 3},
-        True,
-    ),
-    "mix_census_edge_s3_dil_occ": (
-        {"video": 0.5, "camera": 0.5},
-        {"census": 1.0, "edge": 10.0, "scales": 3, "occlusion": True},
-        True,
-    ),
-    "mix_ssim_edge_s3_dil": (
-        {"video": 0.5, "camera": 0.5},
-        {"ssim": 1.0, "edge": 10.0, "scales": 3},
-        True,
-    ),
-    "mix_census_edge_s3_dil_z2": (
-        {"video": 0.5, "camera": 0.5},
-        {"census": 1.0, "edge": 10.0, "scales": 3, "zeta": 2.0},
-        True,
-    ),
+NET = {"growth": 8, "scale": 2, "dilation": False, "corr": 0}
+MIX = {"video": 0.5, "camera": 0.5}  # what `hcml pretrain` feeds (camera: 0.5)
+CES = {"census": 1.0, "edge": 10.0, "scales": 3}
+# name: (data mix {source: share}, loss overrides, flow-net overrides)
+CONFIGS: dict[str, tuple[dict[str, float], dict, dict]] = {
+    # round 1: data and loss terms on the shipped flow net (growth 8, no cost volume)
+    "synth_base": ({"synth": 1}, {}, {}),
+    "video_base": ({"video": 1}, {}, {}),
+    "camera_base": ({"camera": 1}, {}, {}),
+    "mix_base": (MIX, {}, {}),
+    "mix_dil": (MIX, {}, {"dilation": True}),
+    "mix_census": (MIX, {"census": 1.0}, {}),
+    "mix_census_edge": (MIX, {"census": 1.0, "edge": 10.0}, {}),
+    "mix_census_edge_s3": (MIX, CES, {}),
+    "mix_census_edge_s3_dil": (MIX, CES, {"dilation": True}),
+    "mix_census_edge_s3_dil_occ": (MIX, {**CES, "occlusion": True}, {"dilation": True}),
+    "mix_ssim_edge_s3_dil": (MIX, {"ssim": 1.0, "edge": 10.0, "scales": 3}, {"dilation": True}),
+    "mix_census_edge_s3_dil_z2": (MIX, {**CES, "zeta": 2.0}, {"dilation": True}),
     "all3_census_edge_s3_dil": (
         {"video": 1 / 3, "camera": 1 / 3, "synth": 1 / 3},
-        {"census": 1.0, "edge": 10.0, "scales": 3},
-        True,
+        CES,
+        {"dilation": True},
     ),
-    "synth_census_edge_s3_dil": (
-        {"synth": 1},
-        {"census": 1.0, "edge": 10.0, "scales": 3},
-        True,
+    "synth_census_edge_s3_dil": ({"synth": 1}, CES, {"dilation": True}),
+    # round 2: capacity (growth), a local cost volume (corr), the full-resolution grid (scale 1)
+    "r2_mix_census_g32": (MIX, {"census": 1.0}, {"growth": 32}),
+    "r2_mix_census_corr3": (MIX, {"census": 1.0}, {"corr": 3}),
+    "r2_mix_census_corr3_g32": (MIX, {"census": 1.0}, {"corr": 3, "growth": 32}),
+    "r2_mix_census_s1": (MIX, {"census": 1.0}, {"scale": 1}),
+    "r2_mix_ces_corr3_g32": (MIX, CES, {"corr": 3, "growth": 32}),
+    "r2_mix_census_corr2_g16": (MIX, {"census": 1.0}, {"corr": 2, "growth": 16}),
+    "r2_all3_census_corr3_g32": (
+        {"video": 1 / 3, "camera": 1 / 3, "synth": 1 / 3},
+        {"census": 1.0},
+        {"corr": 3, "growth": 32},
+    ),
+    "r2_mix_base_corr3_g32": (MIX, {}, {"corr": 3, "growth": 32}),
+    "r2_mix_census_corr3_s1": (MIX, {"census": 1.0}, {"corr": 3, "scale": 1}),
+    "r2_mix_census_corr3_g32_occ": (
+        MIX,
+        {"census": 1.0, "occlusion": True},
+        {"corr": 3, "growth": 32},
     ),
 }
 SIZE, FRAMES = 64, 8
@@ -131,12 +130,12 @@ def _bank_item(args: tuple[str, int]) -> np.ndarray:
     return resize_clip(torch.from_numpy(crop), (SIZE, SIZE)).numpy()
 
 
-def _eval_set(args: tuple[str, int]) -> list:
-    """eval-flow's clips of one set (seed 777, ``n`` a class), as ``hcml eval-flow`` renders."""
-    from hcml.training.flow_eval import flow_clips
+def _eval_clip(args: tuple[str, int, int]) -> tuple:
+    """Clip (c, i) of eval-flow's set (seed 777), as ``hcml eval-flow`` renders it."""
+    from hcml.training.flow_eval import flow_clip
 
-    flow_set, n = args
-    return flow_clips(n, 777, FRAMES, 112, flow_set)
+    flow_set, c, i = args
+    return flow_clip(flow_set, 777, c, i, FRAMES, 112)
 
 
 def _train(name: str, steps: int, batch: int, lr: float, device: str, max_s: float) -> dict:
@@ -147,12 +146,15 @@ def _train(name: str, steps: int, batch: int, lr: float, device: str, max_s: flo
     from hcml.training.flow_eval import flow_epe_clips
 
     torch.set_num_threads(1)
-    mix, loss_over, dil = CONFIGS[name]
+    mix, loss_over, net_over = CONFIGS[name]
+    ncfg = {**NET, **net_over}
     lcfg = FlowLossConfig(**{**BASE, **loss_over})
     cfg = _cfg()
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    net = FlowNet(8, 2, dilation=dil).to(device)
+    net = FlowNet(ncfg["growth"], ncfg["scale"], dilation=ncfg["dilation"], corr=ncfg["corr"]).to(
+        device
+    )
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     kinds = list(mix)
     p = np.array([mix[k] for k in kinds], dtype=np.float64)
@@ -185,7 +187,7 @@ def _train(name: str, steps: int, batch: int, lr: float, device: str, max_s: flo
             break
     secs = time.perf_counter() - t0
     net.eval()
-    res = {"name": name, "mix": mix, "loss": {**BASE, **loss_over}, "dilation": dil}
+    res = {"name": name, "mix": mix, "loss": {**BASE, **loss_over}, "net": ncfg}
     res.update({"steps": len(last), "batch": batch, "lr": lr, "train_s": round(secs, 1)})
     res["final_rec"] = float(np.mean(last[-50:]))
     for s, clips in _EVAL.items():
@@ -218,8 +220,9 @@ def run(a: argparse.Namespace) -> int:
         for kind in sorted(need):
             items = pool.map(_bank_item, [(kind, i) for i in range(a.bank)], chunksize=16)
             _BANKS[kind] = np.stack(items)
-        evals = pool.map(_eval_set, [("synth", a.eval_clips), ("dense", a.eval_clips)])
-    _EVAL.update({"synth": evals[0], "dense": evals[1]})
+        for s in ("synth", "dense"):
+            jobs = [(s, c, i) for i in range(a.eval_clips) for c in range(12)]
+            _EVAL[s] = pool.map(_eval_clip, jobs, chunksize=4)
     print(f"banks + eval sets: {time.perf_counter() - t0:.0f} s", flush=True)
     jobs = [(n, a.steps, a.batch, a.lr, a.device, a.max_seconds) for n in names]
     results, states = [], {}
