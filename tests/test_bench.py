@@ -157,6 +157,22 @@ def test_latency_intervals(tmp_path, toy_card):
 
 
 @pytest.mark.slow
+@pytest.mark.gst
+def test_streams_rows(tmp_path, toy_card):
+    argv = ("--card", toy_card, "--streams", "1", "2", "--seconds", "3", "--resolution",
+            "160x120")  # fmt: skip
+    result, section = _bench(tmp_path, "streams", *argv)
+    assert [r["streams"] for r in result["rows"]] == [1, 2]
+    for r in result["rows"]:
+        assert "errors" not in r, r
+        assert r["frames_in"] == r["frames_out"] > 0 and r["lost"] == 0
+        assert 0 < r["predictions_min"] <= r["predictions_max"]
+        assert 0 < r["latency_ms"]["p50"] <= r["latency_ms"]["p99"]
+        assert r["mean_batch"] >= 1.0
+    assert "Largest N with p99" in section and "| 2 |" in section
+
+
+@pytest.mark.slow
 def test_train_single_and_ddp(tmp_path):
     argv = ("--steps", "1", "--windows", "4", "--size", "32", "--batch-size", "2")
     result, section = _bench(tmp_path, "train", *argv, "--world", "2")
@@ -192,7 +208,8 @@ def test_helpers():
     add_arguments(p)
     args = p.parse_args(["latency", "--minutes", "60", "--json", "out dir/latency.json"])
     assert command_line(args) == "hcml bench latency --json 'out dir/latency.json' --minutes 60"
-    assert set(SUITE_NAMES) == {"streaming", "model", "element", "latency", "backends", "train"}
+    assert set(SUITE_NAMES) == {"streaming", "model", "element", "latency", "backends", "train",
+                                "streams"}  # fmt: skip
 
 
 def test_soak_verdict():
