@@ -22,6 +22,9 @@ setup(
         "matplotlib>=3.8",
         "tensorboard>=2.17",
         "scikit-learn>=1.3",  # bundled sample photos: the generator's training textures
+        # hcmldetect / hcml run --detect hog: the bundled HOG people detector (no download);
+        # OpenCV 5 moved HOGDescriptor out of the main wheel
+        "opencv-python-headless>=4.9,<5",
     ],
     extras_require={
         # mypy type-checks the TensorRT and pyds modules (tests/test_typecheck.py) against
