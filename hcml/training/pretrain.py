@@ -153,6 +153,14 @@ def run(args: argparse.Namespace) -> int:
     span = (frames - 1) * int(recipe["data"]["frame_step"]) + 1
     if out.exists() and any(out.iterdir()) and not args.resume:
         return fail(f"{out} already holds a run: pass --resume, or another --out")
+    ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if ddp:
+        import torch.distributed as dist
+
+        from hcml.training.trainer import init_distributed
+
+        init_distributed("cuda" if args.device.startswith("cuda") else "cpu")
+        dist.barrier()  # every rank has checked the folder before rank 0 writes into it
     try:
         if args.resume and index_path.is_file():
             index = VideoIndex.load(index_path)  # the same list as the interrupted run
@@ -165,12 +173,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"hcml pretrain: {index.summary()}", file=sys.stderr)
     if not index.videos:
         return fail("no usable video: every file was skipped (see the warnings above)")
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        import torch.distributed as dist
-
-        from hcml.training.trainer import init_distributed
-
-        init_distributed("cuda" if args.device.startswith("cuda") else "cpu")
+    if ddp:
         dist.barrier()  # rank 0 has written videos.json
     un: dict[str, Any] = {"path": str(index_path if index_path.is_file() else args.videos)}
     old = recipe["data"]["train"]
