@@ -193,3 +193,29 @@ def test_finetune_init_from_loads_every_weight_but_the_classifier(pretrained, tm
     path.write_text(yaml.safe_dump(other))
     rc = main(["train", str(path), "--out", str(tmp_path / "ft2"), "--no-progress"])
     assert rc == 2
+
+
+@pytest.mark.parametrize(("fps", "step"), [(None, 1), (None, 2), (7.5, 1)])
+def test_random_clips_are_the_files_frames_after_a_seek(fps, step):
+    """A clip decoded by seeking equals frames start, start + k, ... of the whole decoded file
+    (tree: 15 fps, so --fps 7.5 takes every 2nd frame)."""
+    from hcml.data.unlabelled import UnlabelledClips, scan_videos
+    from hcml.data.video import read_video
+
+    path = DATA / "tree_320x240.mp4"
+    full = read_video(path)
+    index = scan_videos([path], 8, progress=False)
+    assert index.videos[0]["frames"] == len(full)
+    ds = UnlabelledClips(index, 4, 32, (0, 0, 0), (1, 1, 1), frame_step=step, fps=fps)
+    stride = step * (2 if fps else 1)
+    starts = set()
+    for seed in range(4):
+        clip = ds._clip(index.videos[0], np.random.default_rng(seed))
+        match = [
+            s
+            for s in range(len(full) - 3 * stride)
+            if np.array_equal(clip, full[s : s + 3 * stride + 1 : stride])
+        ]
+        assert match, seed
+        starts.add(match[0])
+    assert len(starts) > 1  # random starts, decoded after a real seek
