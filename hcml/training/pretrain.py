@@ -16,7 +16,7 @@ Examples::
     hcml pretrain ~/footage --out runs/pretrain
     hcml pretrain ~/footage --out runs/pretrain --resume
     torchrun --nproc_per_node 2 -m hcml.cli pretrain ~/footage --out runs/pretrain
-    hcml train training/finetune_5shot.yaml --out runs/finetune   # init_from: runs/pretrain
+    hcml train training/finetune.yaml --out runs/finetune   # init_from: runs/pretrain
 """
 
 from __future__ import annotations
