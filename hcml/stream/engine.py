@@ -72,10 +72,15 @@ class Prediction:
     model: str
     frame: int = 0  # index of the window's last frame in the stream (since start/reset)
     extra: dict[str, Any] = field(default_factory=dict)
+    object_id: str | None = None  # per-object results (hcmlaction ROIs): the tracker's id
+    box: list[int] | None = None  # and its box [x, y, w, h] in frame pixels
 
     def to_json(self) -> str:
         d = asdict(self)
         d.pop("extra")
+        for name in ("object_id", "box"):  # whole-frame lines stay as they were
+            if d[name] is None:
+                d.pop(name)
         d["topk"] = [[label, round(score, 6)] for label, score in self.topk]
         d["score"] = round(self.score, 6)
         return json.dumps(d)
@@ -224,6 +229,20 @@ class StreamEngine:
         stream's (sync: of this frame; async: those finished since its previous push).
         """
         pts = int(pts)
+        st, index = self._enter(stream, pts)
+        if index % self.frame_step == 0:
+            if callable(frame):
+                frame = frame()
+            self._sample(st, frame, index, pts)
+        with self._lock:
+            out, st.out = st.out, []
+            if self._error is not None:  # after this frame is in: a failure loses no frame
+                st.out = out + st.out  # handed out by the next push
+        self._raise_worker_error()
+        return out
+
+    def _enter(self, stream: str, pts: int) -> tuple[_Stream, int]:
+        """A frame of ``stream`` arrives: idle eviction, PTS restarts; (state, frame index)."""
         if self.idle_timeout_ns and self.streams:
             self._evict_idle(pts)
         st = self.streams.get(stream)
@@ -240,16 +259,67 @@ class StreamEngine:
         st.last_pts = pts
         index = st.frames
         st.frames += 1
-        if index % self.frame_step == 0:
-            if callable(frame):
-                frame = frame()
-            self._sample(st, frame, index, pts)
+        return st, index
+
+    def push_many(
+        self, items: list[tuple[str, torch.Tensor | Callable[[], torch.Tensor], int]]
+    ) -> dict[str, list[Prediction]]:
+        """Feed one frame each of several streams at once: ``[(stream, frame, pts), ...]``.
+
+        The streams must be distinct (e.g. the objects of one video frame). Sync mode: every
+        sampled frame goes through ONE backend call (step graph: the streams' states stacked;
+        full-window mode: their due windows stacked), with the same scheduling, state and
+        results as ``push`` one by one (logits equal up to the backend's batched arithmetic).
+        Async mode pushes them one by one (the worker batches across streams already).
+        Returns {stream: its ready predictions}.
+        """
+        keys = [k for k, _, _ in items]
+        if len(set(keys)) != len(keys):
+            raise ValueError("push_many: each stream may appear once per call")
+        if self.mode == "async" or len(items) <= 1:
+            return {k: self.push(k, f, p) for k, f, p in items}
+        steps: list[tuple[_Stream, int, tuple | None]] = []
+        clips: list[tuple[_Stream, int, tuple]] = []
+        for stream, frame, pts in items:
+            st, index = self._enter(stream, int(pts))
+            if index % self.frame_step:
+                continue
+            slot, meta = self._schedule(st, frame() if callable(frame) else frame, index, int(pts))
+            if self.incremental:
+                steps.append((st, slot, meta))
+            elif meta:
+                clips.append((st, slot, meta))
+        if steps:
+            frames = torch.stack([st.ring[slot] for st, slot, _ in steps])
+            logits = self._run_steps([st for st, _, _ in steps], frames)
+            for (st, _, meta), row in zip(steps, logits, strict=True):
+                if meta and st.fed >= self.window:  # else re-priming after a failed step
+                    self._deliver(st, row, meta)
+        if clips:
+            logits = self._run_clips(torch.stack([self._clip_of(st, s) for st, s, _ in clips]))
+            for (st, _, meta), row in zip(clips, logits, strict=True):
+                self._deliver(st, row, meta)
+        out = {}
         with self._lock:
-            out, st.out = st.out, []
-            if self._error is not None:  # after this frame is in: a failure loses no frame
-                st.out = out + st.out  # handed out by the next push
-        self._raise_worker_error()
+            for k in keys:
+                st = self.streams.get(k)
+                out[k], st.out = (st.out, []) if st is not None else ([], [])
         return out
+
+    def _schedule(
+        self, st: _Stream, frame: torch.Tensor, index: int, pts: int
+    ) -> tuple[int, tuple | None]:
+        """Sync: store a sampled frame in the ring; (slot, prediction meta if one is due)."""
+        slot = self._store(st, frame)
+        st.sampled += 1
+        st.pts.append(pts)
+        full = st.sampled >= self.window
+        due = full and (st.last_emit is None or index - st.last_emit >= self.stride)
+        meta = None
+        if due:
+            st.last_emit = index
+            meta = (st.name, st.pts[0], st.pts[-1], index)
+        return slot, meta
 
     def drain(self, timeout: float = 30.0) -> list[Prediction]:
         """Finish queued async work (EOS) and return every prediction not yet returned."""

@@ -121,15 +121,16 @@ class Preprocessor:
             x = F.interpolate(x[None], size=self.size, mode="bilinear", antialias=True)[0]
         return (x - self.mean) / self.std
 
-    def _resize_u8(self, planes: torch.Tensor) -> torch.Tensor:
+    def _resize_u8(self, planes: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
         """uint8 [C, H, W] (any strides) -> float32 [C, h, w] in 0..255, antialiased bilinear."""
+        size = size or self.size
         x = planes[None].to(self.device, non_blocking=True)
         if self.device.type == "cpu":  # uint8 kernels (channels-last), no full-size float copy
             x = x.contiguous(memory_format=torch.channels_last)
         else:
             x = x.float()
-        if tuple(x.shape[-2:]) != self.size:
-            x = F.interpolate(x, size=self.size, mode="bilinear", antialias=True)
+        if tuple(x.shape[-2:]) != tuple(size):
+            x = F.interpolate(x, size=size, mode="bilinear", antialias=True)
         return x[0].float()
 
     @torch.inference_mode()
@@ -159,3 +160,62 @@ class Preprocessor:
             x = torch.stack([c + 1.596 * v, c - 0.392 * u - 0.813 * v, c + 2.017 * u])
             x = x.clamp_(0.0, 255.0) / 255.0
         return (x - self.mean) / self.std
+
+    @torch.inference_mode()
+    def crop(
+        self,
+        data: np.ndarray | memoryview | bytes,
+        fmt: str,
+        width: int,
+        height: int,
+        box: Sequence[float],
+        strides: Sequence[int] | None = None,
+        offsets: Sequence[int] | None = None,
+    ) -> torch.Tensor:
+        """One region of a mapped frame -> normalised float32 [3, h, w], aspect kept.
+
+        ``box`` (x, y, w, h) frame pixels. The region read is the box grown to the model
+        input's aspect around its centre (the model was trained on undistorted square clips);
+        where that region leaves the frame it is padded with the normalisation mean (0 after
+        normalising). Same resize and colour conversion as ``frame``.
+        """
+        data = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data
+        th, tw = self.size
+        x, y, w, h = (float(v) for v in box)
+        scale = max(w / tw, h / th, 1e-6)  # frame px per model px
+        rx0, ry0 = x + w / 2 - tw * scale / 2, y + h / 2 - th * scale / 2
+        x0, y0 = max(0, int(np.floor(rx0))), max(0, int(np.floor(ry0)))
+        x1 = min(width, int(np.ceil(rx0 + tw * scale)))
+        y1 = min(height, int(np.ceil(ry0 + th * scale)))
+        yuv = fmt not in _PACKED
+        if yuv:  # chroma is subsampled 2x2: cut on even pixels
+            x0, y0 = x0 - x0 % 2, y0 - y0 % 2
+            x1, y1 = min(width, x1 + x1 % 2), min(height, y1 + y1 % 2)
+        out = torch.zeros((3, th, tw), dtype=torch.float32, device=self.device)
+        if x1 <= x0 or y1 <= y0:
+            return out
+        # where the frame part lands in the model input
+        ox, oy = int(round((x0 - rx0) / scale)), int(round((y0 - ry0) / scale))
+        ow = max(1, min(tw - ox, int(round((x1 - x0) / scale))))
+        oh = max(1, min(th - oy, int(round((y1 - y0) / scale))))
+        ox, oy = min(max(ox, 0), tw - ow), min(max(oy, 0), th - oh)
+        if not yuv:
+            bpp, rgb = _PACKED[fmt]
+            stride = strides[0] if strides else width * bpp
+            offset = offsets[0] if offsets else 0
+            pixels = np.lib.stride_tricks.as_strided(
+                data[offset:], (height, width, bpp), (stride, bpp, 1), writeable=False
+            )[y0:y1, x0:x1]
+            x_ = self._resize_u8(_tensor(pixels).permute(2, 0, 1), (oh, ow))[list(rgb)] / 255.0
+        else:
+            yp, up, vp = _planes(data, fmt, width, height, strides, offsets)
+            cy0, cy1, cx0, cx1 = y0 // 2, (y1 + 1) // 2, x0 // 2, (x1 + 1) // 2
+            yy, u, v = (
+                self._resize_u8(_tensor(np.ascontiguousarray(p))[None], (oh, ow))[0]
+                for p in (yp[y0:y1, x0:x1], up[cy0:cy1, cx0:cx1], vp[cy0:cy1, cx0:cx1])
+            )
+            c, u, v = 1.164 * (yy - 16.0), u - 128.0, v - 128.0
+            x_ = torch.stack([c + 1.596 * v, c - 0.392 * u - 0.813 * v, c + 2.017 * u])
+            x_ = x_.clamp_(0.0, 255.0) / 255.0
+        out[:, oy : oy + oh, ox : ox + ow] = (x_ - self.mean) / self.std
+        return out

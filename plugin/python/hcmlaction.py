@@ -22,11 +22,18 @@ gi.require_version("GstVideo", "1.0")
 from gi.repository import GLib, GObject, Gst, GstBase, GstVideo  # noqa: E402
 
 from hcml import DEFAULT_CARD  # noqa: E402
-from hcml.gst import floating  # noqa: E402
+from hcml.gst import floating, roi_meta  # noqa: E402
 from hcml.stream import deepstream  # noqa: E402
 from hcml.stream.engine import StreamEngine  # noqa: E402
 from hcml.stream.gstvideo import plane_layout  # noqa: E402
 from hcml.stream.preprocess import Preprocessor  # noqa: E402
+from hcml.stream.rois import (  # noqa: E402
+    ObjectTracks,
+    check_box,
+    object_id_of,
+    parse_rois,
+    rois_for_stream,
+)
 
 META_NAME = "HcmlActionMeta"
 FORMATS = "{ RGB, RGBA, RGBx, BGRx, BGRA, BGR, I420, NV12 }"
@@ -58,11 +65,21 @@ def _struct_pointer(meta) -> int | None:
 
 
 def attach_meta(buf: Gst.Buffer, pred) -> bool:
-    """Write a prediction into a ``HcmlActionMeta`` on ``buf``; False if it cannot."""
+    """Write a prediction into a ``HcmlActionMeta`` on ``buf``; False if it cannot.
+
+    A per-object prediction also gets ``object-id`` (string) and ``box`` ("x,y,w,h" pixels).
+    """
     meta = buf.add_custom_meta(META_NAME)
     ptr = _struct_pointer(meta) if meta is not None else None
     if ptr is None:
         return False
+    if pred.object_id is not None:
+        _libgst.gst_structure_set(
+            ctypes.c_void_p(ptr),
+            b"object-id", ctypes.c_size_t(_G_TYPE_STRING), str(pred.object_id).encode(),
+            b"box", ctypes.c_size_t(_G_TYPE_STRING), ",".join(map(str, pred.box or [])).encode(),
+            None,
+        )  # fmt: skip
     topk = ";".join(f"{label}:{score:.6f}" for label, score in pred.topk)
     _libgst.gst_structure_set(
         ctypes.c_void_p(ptr),
@@ -144,6 +161,21 @@ class HcmlAction(GstBase.BaseTransform):
         "silent": _prop(bool, "Silent", "Do not post hcml-action bus messages", False),
         "on-error": _prop(str, "On error", "warn: post a warning and keep passing frames; "
                           "fail: post an error", "warn"),
+        "roi-mode": _prop(str, "ROI mode", "Per-object classification: off (whole frames), "
+                          "meta (GstVideoRegionOfInterestMeta from upstream, e.g. hcmldetect), "
+                          "property (the rois property), auto (rois when it names the stream, "
+                          "else meta once a buffer of the stream carried one)", "auto"),
+        "rois": _prop(str, "ROIs", "Fixed ROIs per source, frame pixels: "
+                      "'src0:x,y,w,h;x,y,w,h|src1:x,y,w,h' (srcN: the N-th stream, or a stream "
+                      "id; no name: every stream)", None),
+        "object-timeout": _prop(float, "Object timeout", "Forget an object (its window and "
+                                "state) not seen for this many seconds of PTS; an id that comes "
+                                "back starts afresh (0 = not in the newest frame)", 0.0, 1e6,
+                                1.0),
+        "max-objects": _prop(int, "Max objects", "Most objects classified per stream; more "
+                             "are ignored with a warning", 1, 4096, 16),
+        "roi-smoothing": _prop(float, "ROI smoothing", "EMA weight of an object's past box "
+                               "(tracker jitter; 0 = raw boxes)", 0.0, 0.99, 0.5),
         "stream-timeout": _prop(float, "Stream timeout", "Forget a stream whose newest frame is "
                                 "this many seconds (PTS) behind another stream's, e.g. a source "
                                 "that left a funnel without EOS (0 = never)", 0.0, 1e6, 30.0),
@@ -168,6 +200,10 @@ class HcmlAction(GstBase.BaseTransform):
         self.segments: dict[str, int] = {}  # stream id -> its segment event's seqnum
         self.missing_pts = 0
         self.pts_base: dict[str, int] = {}
+        self.roi_table: dict[str, list] = {}  # the rois property, parsed
+        self.tracks: ObjectTracks | None = None
+        self.meta_streams: set[str] = set()  # streams whose buffers carried ROI meta
+        self.warned: set[tuple] = set()  # (stream, object id, problem kind) warned once
         floating.restore(self)  # no "created element should be floating" CRITICAL
 
     # ------------------------------------------------------------------ properties
@@ -177,7 +213,8 @@ class HcmlAction(GstBase.BaseTransform):
     #: properties read once at start: changing them while running would be silently ignored
     START_ONLY = ("model", "backend", "device", "server", "window", "frame_step", "mode",
                   "incremental", "labels", "events", "max_batch", "batch_timeout",
-                  "max_backlog")  # fmt: skip
+                  "max_backlog", "rois", "roi_mode", "object_timeout", "max_objects",
+                  "roi_smoothing")  # fmt: skip
 
     def do_set_property(self, prop, value):
         name = prop.name.replace("-", "_")
@@ -209,6 +246,15 @@ class HcmlAction(GstBase.BaseTransform):
         bad = _check_props(p)
         if bad:
             return self._fail(f"hcmlaction: {bad}")
+        try:
+            self.roi_table = parse_rois(p["rois"])
+        except ValueError as err:
+            return self._fail(f"hcmlaction: {err}")
+        if p["roi_mode"] == "property" and not self.roi_table:
+            return self._fail("hcmlaction: roi-mode=property but the rois property is empty")
+        self.tracks = ObjectTracks(p["object_timeout"], p["max_objects"], p["roi_smoothing"])
+        self.meta_streams.clear()
+        self.warned.clear()
         model = p["model"] or str(DEFAULT_CARD)
         if not p["model"] and not DEFAULT_CARD.is_file():
             return self._fail(
@@ -284,7 +330,7 @@ class HcmlAction(GstBase.BaseTransform):
         previous = self.stream_caps.get(self.stream_id)
         self.stream_caps[self.stream_id] = shape
         if previous is not None and previous != shape and self.engine is not None:
-            self.engine.reset(self.stream_id)  # never mix two resolutions or rates in a window
+            self._reset(self.stream_id)  # never mix two resolutions or rates in a window
         return True
 
     def do_sink_event(self, event: Gst.Event) -> bool:
@@ -295,7 +341,7 @@ class HcmlAction(GstBase.BaseTransform):
             elif kind == Gst.EventType.SEGMENT:  # a new segment (non-flushing seek): restart
                 seq, old = event.get_seqnum(), self.segments.get(self.stream_id)
                 if old is not None and old != seq:  # funnel re-sends the same one on a switch
-                    self.engine.reset(self.stream_id)
+                    self._reset(self.stream_id)
                 self.segments[self.stream_id] = seq
             elif kind == Gst.EventType.FLUSH_STOP:  # a flush cuts every stream's window
                 for sid in list(self.engine.streams):
@@ -308,6 +354,8 @@ class HcmlAction(GstBase.BaseTransform):
                     self.engine.drain()  # the windows done before the failure
                 for sid in list(self.engine.streams):
                     self.engine.remove(sid)
+                if self.tracks is not None:
+                    self.tracks.tracks.clear()
                 self.stream_caps.clear()
                 self.stream_events.clear()
                 self.segments.clear()
@@ -320,8 +368,11 @@ class HcmlAction(GstBase.BaseTransform):
         if self.nvmm:
             return self._transform_batch(buf)
         if buf.has_flags(Gst.BufferFlags.DISCONT):  # a gap: the window would not be contiguous
-            self.engine.reset(self.stream_id)
+            self._reset(self.stream_id)
         pts = self._pts(buf)
+        rois = self._rois(buf)
+        if rois is not None:
+            return self._transform_objects(buf, rois, pts)
         try:
             ok, mapinfo = buf.map(Gst.MapFlags.READ)
             if not ok:
@@ -345,6 +396,110 @@ class HcmlAction(GstBase.BaseTransform):
             attach_meta(buf, pred)
         flow, self.held_flow = self.held_flow, Gst.FlowReturn.OK
         return flow
+
+    # ------------------------------------------------------------------ per-object ROIs
+    def _reset(self, stream: str) -> None:
+        """Restart a stream's window and those of its objects."""
+        self.engine.reset(stream)
+        for key in self.tracks.keys_of(stream) if self.tracks is not None else []:
+            self.engine.reset(key)
+
+    def _rois(self, buf: Gst.Buffer) -> list[tuple[str, tuple, int | None]] | None:
+        """This buffer's ROIs as (object id, box, meta pointer); None: classify the frame."""
+        mode, sid = self.props_["roi_mode"], self.stream_id
+        if mode == "off":
+            return None
+        if mode in ("property", "auto"):
+            index = list(self.stream_events).index(sid) if sid in self.stream_events else 0
+            boxes = rois_for_stream(self.roi_table, sid, index)
+            if boxes:
+                return [(str(i), b, None) for i, b in enumerate(boxes)]
+            if mode == "property":
+                return []  # this stream has no fixed ROI: nothing to classify
+        metas = roi_meta.read_rois(buf)
+        if metas:
+            self.meta_streams.add(sid)
+        elif mode == "auto" and sid not in self.meta_streams:
+            return None
+        return [(object_id_of(m.id, m.params), (m.x, m.y, m.w, m.h), m.ptr) for m in metas]
+
+    def _warn_once(self, kind: str, object_id: str, text: str) -> None:
+        key = (self.stream_id, object_id, kind)
+        if key in self.warned:
+            return
+        self.warned.add(key)
+        msg = f"hcmlaction: stream {self.stream_id!r} object {object_id}: {text}"
+        Gst.warning(msg)
+        gerr = GLib.Error.new_literal(Gst.StreamError.quark(), msg, Gst.StreamError.FAILED)
+        self.post_message(Gst.Message.new_warning(self, gerr, msg))
+
+    def _transform_objects(self, buf: Gst.Buffer, rois: list, pts: int) -> Gst.FlowReturn:
+        """Crop and classify every ROI of the frame in one backend call; results on the ROIs."""
+        info, sid, tracks = self.info, self.stream_id, self.tracks
+        seen: dict[str, int | None] = {}  # engine key -> its ROI meta on this buffer
+        boxes: dict[str, tuple] = {}
+        for object_id, raw, ptr in rois:
+            box, problem = check_box(raw, info.width, info.height)
+            if problem:
+                self._warn_once("clipped" if box else "refused", object_id, problem)
+            if box is None or ObjectTracks.key(sid, object_id) in seen:
+                continue
+            key = tracks.update(sid, object_id, box, pts)
+            if key is None:
+                cap = f"more than max-objects={tracks.max_objects} objects; not classified"
+                self._warn_once("cap", object_id, cap)
+                continue
+            if ptr is None:  # a fixed ROI: put it on the buffer, so downstream sees it too
+                x, y, w, h = (int(round(v)) for v in box)
+                ptr = roi_meta.add_roi(buf, "hcml-roi", x, y, w, h, int(object_id))
+            seen[key], boxes[key] = ptr, tracks.box(key)
+        for key in tracks.expire(sid, pts):
+            self.engine.remove(key)
+            self._post_object_event(key, "evicted")
+        preds: dict[str, list] = {}
+        try:
+            ok, mapinfo = buf.map(Gst.MapFlags.READ)
+            if not ok:
+                return Gst.FlowReturn.OK
+            try:
+                strides, offsets = plane_layout(buf, info)
+
+                def crop(box):
+                    return lambda: self.preprocess.crop(
+                        mapinfo.data, info.finfo.name, info.width, info.height, box, strides,
+                        offsets,
+                    )  # fmt: skip
+
+                preds = self.engine.push_many([(k, crop(boxes[k]), pts) for k in seen])
+            finally:
+                buf.unmap(mapinfo)
+        except Exception as err:  # noqa: BLE001 - reported on the bus, frames keep flowing
+            return self._report(err)
+        self.failures = 0
+        for key, plist in preds.items():
+            for pred in plist:
+                self._describe(pred)
+                attach_meta(buf, pred)
+                if seen.get(key):
+                    roi_meta.add_param(seen[key], _result_structure(pred))
+        flow, self.held_flow = self.held_flow, Gst.FlowReturn.OK
+        return flow
+
+    def _describe(self, pred) -> None:
+        """A per-object prediction: its stream, object id and box (once; idempotent)."""
+        if pred.object_id is not None or self.tracks is None:
+            return
+        found = self.tracks.describe(pred.stream)
+        if found is not None:
+            pred.stream, pred.object_id, pred.box = found
+
+    def _post_object_event(self, key: str, event: str) -> None:
+        stream, _, object_id = key.rpartition("/")
+        s = Gst.Structure.new_empty("hcml-object")
+        s.set_value("stream", stream)
+        s.set_value("object-id", object_id)
+        s.set_value("event", event)
+        self.post_message(Gst.Message.new_element(self, s))
 
     def _stream_key(self, event: Gst.Event) -> str:
         """The stream a stream-start event opens: its stream id, made unique per source.
@@ -433,9 +588,13 @@ class HcmlAction(GstBase.BaseTransform):
 
         Bus message and events line; the buffer meta goes on the stream's next buffer.
         """
+        self._describe(pred)
         if not self.props_["silent"]:
             s = Gst.Structure.new_empty("hcml-action")
             s.set_value("stream", pred.stream)
+            if pred.object_id is not None:
+                s.set_value("object-id", pred.object_id)
+                s.set_value("box", ",".join(map(str, pred.box)))
             s.set_value("pts", GObject.Value(GObject.TYPE_UINT64, pred.pts))
             s.set_value(
                 "window-start-pts", GObject.Value(GObject.TYPE_UINT64, pred.window_start_pts)
@@ -455,6 +614,18 @@ class HcmlAction(GstBase.BaseTransform):
                 flow = self._report(err, f"cannot write events to {self.props_['events']}")
                 if flow != Gst.FlowReturn.OK:
                     self.held_flow = flow  # returned for the stream's current/next buffer
+
+
+def _result_structure(pred) -> Gst.Structure:
+    """The ``hcml-action`` param put on an object's ROI meta."""
+    s = Gst.Structure.new_empty("hcml-action")
+    s.set_value("object-id", pred.object_id or "")
+    s.set_value("label", pred.label)
+    s.set_value("class-id", pred.class_id)
+    s.set_value("score", pred.score)
+    s.set_value("window-start-pts", GObject.Value(GObject.TYPE_UINT64, pred.window_start_pts))
+    s.set_value("window-end-pts", GObject.Value(GObject.TYPE_UINT64, pred.window_end_pts))
+    return s
 
 
 def _read_labels(value: str) -> list[str]:
@@ -479,6 +650,8 @@ def _check_props(p: dict) -> str:
         return f"mode must be sync or async, got {p['mode']!r}"
     if p["on_error"] not in ("warn", "fail"):
         return f"on-error must be warn or fail, got {p['on_error']!r}"
+    if p["roi_mode"] not in ("off", "meta", "property", "auto"):
+        return f"roi-mode must be off, meta, property or auto, got {p['roi_mode']!r}"
     return ""
 
 
