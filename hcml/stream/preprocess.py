@@ -195,10 +195,10 @@ class Preprocessor:
         if x1 <= x0 or y1 <= y0:
             return out
         # where the frame part lands in the model input
-        ox, oy = int(round((x0 - rx0) / scale)), int(round((y0 - ry0) / scale))
+        ox = min(max(int(round((x0 - rx0) / scale)), 0), tw - 1)
+        oy = min(max(int(round((y0 - ry0) / scale)), 0), th - 1)
         ow = max(1, min(tw - ox, int(round((x1 - x0) / scale))))
         oh = max(1, min(th - oy, int(round((y1 - y0) / scale))))
-        ox, oy = min(max(ox, 0), tw - ow), min(max(oy, 0), th - oh)
         if not yuv:
             bpp, rgb = _PACKED[fmt]
             stride = strides[0] if strides else width * bpp
