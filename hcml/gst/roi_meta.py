@@ -5,8 +5,10 @@ takes a pointer to a state), so this module walks them in C and reads each meta'
 ``RoiMeta(ptr, roi_type, id, parent_id, x, y, w, h, params)``, where ``params`` maps each
 param structure's name to its fields (a dict). ``add_param`` adds a ``GstStructure`` (given
 as a ``Gst.Structure``) to the meta at ``ptr``: the meta owns it. ``add_roi`` attaches a new
-meta and returns its pointer. The buffer must be writable for the writers (an in-place
-transform's buffer is).
+meta and returns its pointer. ``read_custom_metas`` reads every ``GstCustomMeta`` of a name
+(``Gst.Buffer.get_custom_meta`` returns only the first). Note: ``videoconvert`` keeps ROI
+metas but not their params; per-object results also travel in ``HcmlActionMeta``. The
+buffer must be writable for the writers (an in-place transform's buffer is).
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ from __future__ import annotations
 import ctypes
 from dataclasses import dataclass, field
 
-__all__ = ["RoiMeta", "add_param", "add_roi", "read_rois"]
+__all__ = ["RoiMeta", "add_param", "add_roi", "read_custom_metas", "read_rois"]
 
 _gst = ctypes.CDLL("libgstreamer-1.0.so.0")
 _video = ctypes.CDLL("libgstvideo-1.0.so.0")
 _glib = ctypes.CDLL("libglib-2.0.so.0")
+_gobject = ctypes.CDLL("libgobject-2.0.so.0")
+_gobject.g_type_from_name.restype = ctypes.c_size_t
+_gobject.g_type_from_name.argtypes = [ctypes.c_char_p]
 _gst.gst_buffer_iterate_meta_filtered.restype = ctypes.c_void_p
 _gst.gst_buffer_iterate_meta_filtered.argtypes = [
     ctypes.c_void_p,
@@ -144,3 +149,26 @@ def add_roi(buf, roi_type: str, x: int, y: int, w: int, h: int, roi_id: int = 0)
         raise ValueError("cannot add a region-of-interest meta (buffer not writable?)")
     _Fields.from_address(p + 16).id = int(roi_id)
     return p
+
+
+def read_custom_metas(buf, name: str) -> list[dict]:
+    """The fields of every ``GstCustomMeta`` called ``name`` on ``buf`` (``get_custom_meta``
+    returns only the first), in the order they were added."""
+    from gi.repository import Gst
+
+    info = Gst.Meta.get_info(name)
+    if info is None:
+        return []
+    out: list[dict] = []
+    state = ctypes.c_void_p(None)
+    bp = buffer_pointer(buf)
+    api = _gobject.g_type_from_name(info.api.name.encode())
+    while True:
+        p = _gst.gst_buffer_iterate_meta_filtered(bp, ctypes.byref(state), api)
+        if not p:
+            return out
+        struct = ctypes.c_void_p.from_address(p + 16).value  # GstCustomMeta.structure
+        if struct:
+            found, fields = _structure_fields(struct)
+            if found == name:
+                out.append(fields)

@@ -1,8 +1,10 @@
 """Drawing for ``hcmloverlay``: label, score bar and a motion-energy thumbnail, in place.
 
 ``OverlayPainter.paint(rgb, label, score)`` draws on an RGB(A)/BGR(x) view [H, W, C] uint8
-(numpy, writable). The motion picture is |frame t - frame t-1| of a downsampled grey copy,
-shown top-right; text uses Pillow's built-in bitmap font.
+(numpy, writable). ``paint_objects(rgb, objects)`` draws per-object boxes (x, y, w, h frame
+pixels) with the object's id, label and score above each box. The motion picture is
+|frame t - frame t-1| of a downsampled grey copy, shown top-right; text uses Pillow's
+built-in bitmap font.
 """
 
 from __future__ import annotations
@@ -63,3 +65,45 @@ class OverlayPainter:
         region = frame[:box_h, :box_w]
         for dst, src in zip(self.rgb, range(3), strict=True):
             region[..., dst] = (region[..., dst] * 0.35 + pixels[..., src] * 0.65).astype(np.uint8)
+
+    def paint_objects(self, frame: np.ndarray, objects: list[tuple]) -> None:
+        """Draw ``[(box, object_id, label or None, score)]`` in place on ``frame`` [H, W, C]."""
+        h, w = frame.shape[:2]
+        for box, object_id, label, score in objects:
+            x, y, bw, bh = (int(round(v)) for v in box)
+            x0, y0, x1, y1 = max(0, x), max(0, y), min(w, x + bw) - 1, min(h, y + bh) - 1
+            if x1 <= x0 or y1 <= y0:
+                continue
+            colour = _colour(str(object_id))
+            for c, value in zip(self.rgb, colour, strict=True):  # a 2 px frame
+                frame[y0 : y0 + 2, x0 : x1 + 1, c] = value
+                frame[y1 - 1 : y1 + 1, x0 : x1 + 1, c] = value
+                frame[y0 : y1 + 1, x0 : x0 + 2, c] = value
+                frame[y0 : y1 + 1, x1 - 1 : x1 + 1, c] = value
+            text = f"#{object_id} {label} {score:.2f}" if label else f"#{object_id}"
+            self._tag(frame, text, x0, y0, colour)
+
+    def _tag(self, frame: np.ndarray, text: str, x: int, y: int, colour) -> None:
+        """A text tag just above (x, y), or inside the box when there is no room above."""
+        h, w = frame.shape[:2]
+        tw, th = min(w, 6 + 6 * len(text)), 13
+        ty = y - th if y >= th else y
+        tx = min(x, max(0, w - tw))
+        patch = Image.new("RGB", (tw, th), tuple(int(v) for v in colour))
+        ImageDraw.Draw(patch).text((3, 1), text, fill=(0, 0, 0), font=self.font)
+        pixels = np.asarray(patch)
+        region = frame[ty : ty + th, tx : tx + tw]
+        rh, rw = region.shape[:2]
+        for dst, src in zip(self.rgb, range(3), strict=True):
+            region[..., dst] = pixels[:rh, :rw, src]
+
+
+def _colour(key: str) -> tuple[int, int, int]:
+    """A bright colour per object id (stable across frames and runs)."""
+    import zlib
+
+    hue = (zlib.crc32(key.encode()) % 360) / 60.0
+    x = int(255 * (1 - abs(hue % 2 - 1)))
+    return [(255, x, 0), (x, 255, 0), (0, 255, x), (0, x, 255), (x, 0, 255), (255, 0, x)][
+        int(hue) % 6
+    ]

@@ -2,6 +2,9 @@
 
 Put it after ``hcmlaction`` (and after ``videoconvert`` if upstream is YUV); it reads the
 ``HcmlActionMeta`` that hcmlaction attaches and keeps the last label until the next one.
+Per-object results: every ``GstVideoRegionOfInterestMeta`` on the buffer gets a box with its
+object id and the last ``hcml-action`` label that object received (``videoconvert`` keeps
+the ROI meta).
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ gi.require_version("GstBase", "1.0")
 gi.require_version("GstVideo", "1.0")
 from gi.repository import GObject, Gst, GstBase, GstVideo  # noqa: E402
 
-from hcml.gst import floating  # noqa: E402
+from hcml.gst import floating, roi_meta  # noqa: E402
 from hcml.stream.gstvideo import plane_layout  # noqa: E402
 from hcml.stream.overlay import OverlayPainter  # noqa: E402
+from hcml.stream.rois import object_id_of  # noqa: E402
 
 _CHANNELS = {"RGB": (3, (0, 1, 2)), "RGBA": (4, (0, 1, 2)), "RGBx": (4, (0, 1, 2)),
              "BGR": (3, (2, 1, 0)), "BGRx": (4, (2, 1, 0)), "BGRA": (4, (2, 1, 0))}  # fmt: skip
@@ -50,6 +54,7 @@ class HcmlOverlay(GstBase.BaseTransform):
         self.painter: OverlayPainter | None = None
         self.label: str | None = None
         self.score = 0.0
+        self.object_labels: dict[str, tuple[str, float]] = {}  # object id -> last label, score
         floating.restore(self)  # no "created element should be floating" CRITICAL
 
     def do_get_property(self, prop):
@@ -67,10 +72,19 @@ class HcmlOverlay(GstBase.BaseTransform):
     def do_transform_ip(self, buf: Gst.Buffer) -> Gst.FlowReturn:
         import numpy as np
 
-        meta = buf.get_custom_meta("HcmlActionMeta")
-        if meta is not None:
-            s = meta.get_structure()
-            self.label, self.score = s.get_value("label"), s.get_value("score")
+        for s in roi_meta.read_custom_metas(buf, "HcmlActionMeta"):
+            if "object-id" in s:  # a per-object result: drawn on its box
+                self.object_labels[s["object-id"]] = (s["label"], float(s["score"]))
+            else:
+                self.label, self.score = s["label"], s["score"]
+        objects = []
+        for roi in roi_meta.read_rois(buf):
+            oid = object_id_of(roi.id, roi.params)
+            result = roi.params.get("hcml-action")
+            if result is not None:
+                self.object_labels[oid] = (result.get("label"), float(result.get("score", 0)))
+            label, score = self.object_labels.get(oid, (None, 0.0))
+            objects.append(((roi.x, roi.y, roi.w, roi.h), oid, label, score))
         info = self.info
         bpp, _ = _CHANNELS[info.finfo.name]
         ok, mapinfo = buf.map(Gst.MapFlags.READ | Gst.MapFlags.WRITE)
@@ -85,6 +99,8 @@ class HcmlOverlay(GstBase.BaseTransform):
                 strides=(strides[0], bpp, 1),
             )
             self.painter.paint(frame, self.label, self.score, motion=self.motion)
+            if objects:
+                self.painter.paint_objects(frame, objects)
         finally:
             buf.unmap(mapinfo)
         return Gst.FlowReturn.OK
