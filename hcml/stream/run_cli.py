@@ -16,7 +16,10 @@ SRC forms (first match wins):
   (``filesrc ! decodebin``).
 
 A source is everything before ``hcmlaction`` in its pipeline file; ``--overlay`` adds the sink
-part of ``pipelines/annotated.pipeline`` (everything after ``hcmlaction``). So each pipeline
+part of ``pipelines/annotated.pipeline`` (everything after ``hcmlaction``). ``--detect hog``
+puts ``hcmldetect`` (OpenCV's HOG people detector + an IoU tracker) in front of
+``hcmlaction``, which then classifies each tracked person (per-object predictions carry
+``object-id`` and ``box`` [x, y, w, h] frame pixels). So each pipeline
 string lives in one place, the files in ``pipelines/`` (see docs/PIPELINES.md).
 
 Predictions are printed as they arrive (``--json``: the bus message fields as JSON, plus
@@ -72,6 +75,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--overlay", type=Path, help="also write an annotated H.264 MP4 here (hcmloverlay)"
+    )
+    p.add_argument(
+        "--detect",
+        choices=["hog"],
+        help="run a CPU detector in front of hcmlaction and classify each tracked object "
+        "(hog: OpenCV's bundled people detector)",
+    )
+    p.add_argument(
+        "--detect-interval",
+        type=int,
+        default=5,
+        metavar="N",
+        help="--detect: detect every N-th frame, track in between (default: %(default)s)",
     )
     p.add_argument("--realtime", action="store_true", help="play at the stream's pace (sink sync)")
     p.add_argument(
@@ -249,15 +265,25 @@ def build_pipeline(args: argparse.Namespace) -> str:
     else:
         tail = "fakesink"
     sync = " sync=true" if args.realtime else ""
-    return f"{source_description(args.source)} ! {action} ! {tail}{sync}"
+    detect = ""
+    if getattr(args, "detect", None):
+        if getattr(args, "detect_interval", 5) < 1:
+            raise ValueError(f"--detect-interval must be >= 1, got {args.detect_interval}")
+        detect = f"hcmldetect method={args.detect} interval={args.detect_interval} ! "
+    return f"{source_description(args.source)} ! {detect}{action} ! {tail}{sync}"
 
 
 def format_prediction(s: dict) -> str:
     """One line for a ``hcml-action`` message: time, stream, label, score, window."""
     sec = s["pts"] / 1e9 if s.get("pts", -1) >= 0 else float("nan")
     start, end = s.get("window-start-pts", -1) / 1e9, s.get("window-end-pts", -1) / 1e9
+    who = s.get("stream", "")[:12]
+    if "object-id" in s:  # a per-object prediction
+        box = s.get("box")
+        box = ",".join(map(str, box)) if isinstance(box, list) else box
+        who = f"{who[:6]}/#{s['object-id']} [{box}]"
     return (
-        f"{sec:8.2f} s  {s.get('stream', '')[:12]:12s}  {s['label']:18s} {s['score']:.3f}  "
+        f"{sec:8.2f} s  {who:12s}  {s['label']:18s} {s['score']:.3f}  "
         f"window {start:.2f}-{end:.2f} s"
     )
 
@@ -268,6 +294,8 @@ def _fields(structure) -> dict:
         name = structure.nth_field_name(i)
         value = structure.get_value(name)
         out[name] = value if isinstance(value, int | float | str | bool) else str(value)
+    if isinstance(out.get("box"), str):  # per-object: "x,y,w,h" -> [x, y, w, h]
+        out["box"] = [int(v) for v in out["box"].split(",") if v]
     return out
 
 
