@@ -22,5 +22,12 @@ echo "   the model knows only the 12 synthetic motions, so read these as 'which 
 hcml run tests/data/vtest_pedestrians_768x576.mp4 --model "$card" --set stride=10 \
     --events "$out/street.jsonl"
 echo
-echo "events (JSON lines): $out/tour.jsonl $out/street.jsonl"
-echo "annotated video:     $out/tour_annotated.mp4"
+echo "== 3. per-person actions on the same street recording: hcmldetect (OpenCV's HOG people"
+echo "   detector every 3rd frame + an IoU tracker) attaches a box and track id per person;"
+echo "   hcmlaction classifies each person's crop on its own window (object_id, box in the lines);"
+echo "   hcmloverlay draws each box with its id and label."
+hcml run tests/data/vtest_pedestrians_768x576.mp4 --model "$card" --detect hog --detect-interval 3 \
+    --set stride=4 --events "$out/street_objects.jsonl" --overlay "$out/street_objects.mp4"
+echo
+echo "events (JSON lines): $out/tour.jsonl $out/street.jsonl $out/street_objects.jsonl"
+echo "annotated video:     $out/tour_annotated.mp4 $out/street_objects.mp4 (boxes, per-person labels)"
