@@ -165,12 +165,16 @@ def run(args: argparse.Namespace) -> int:
         if args.resume and index_path.is_file():
             index = VideoIndex.load(index_path)  # the same list as the interrupted run
         else:
-            index = scan_videos(find_videos(args.videos), span, progress=not args.no_progress)
+            quiet = None if main else (lambda _msg: None)  # one rank warns, not every rank
+            index = scan_videos(
+                find_videos(args.videos), span, progress=main and not args.no_progress, warn=quiet
+            )
             if main:
                 index.save(index_path)
     except DatasetError as e:
         return fail(str(e))
-    print(f"hcml pretrain: {index.summary()}", file=sys.stderr)
+    if main:
+        print(f"hcml pretrain: {index.summary()}", file=sys.stderr)
     if not index.videos:
         return fail("no usable video: every file was skipped (see the warnings above)")
     if ddp:
@@ -203,8 +207,11 @@ def run(args: argparse.Namespace) -> int:
     except (RecipeError, DatasetError, FileNotFoundError) as e:
         return fail(str(e))
     brief = {k: {kk: vv for kk, vv in v.items() if kk != "losses"} for k, v in results.items()}
-    print(json.dumps(brief, indent=1, default=str))
+    if main:
+        print(json.dumps(brief, indent=1, default=str))
     skipped = len(index.skipped)
+    if not main:
+        return 0
     print(
         f"hcml pretrain: {len(index.videos)} videos used, {skipped} skipped"
         + (": " + "; ".join(s["why"] for s in index.skipped) if skipped else ""),
