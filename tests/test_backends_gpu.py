@@ -19,8 +19,8 @@ import torch
 from hcml.backends import BackendUnavailable, load_backend
 from hcml.backends import tensorrt_backend as trt_b
 from hcml.backends.onnxruntime_backend import cuda_provider_available
+from hcml.card import ModelCard
 from hcml.cli import main
-from hcml.export.card import ModelCard
 from hcml.export.reference import exported_toy
 
 MISSING_TRT = trt_b.missing()

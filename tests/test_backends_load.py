@@ -7,7 +7,7 @@ import pytest
 
 from hcml.backends import BackendUnavailable, load_backend
 from hcml.backends.base import Backend
-from hcml.export.card import ModelCard
+from hcml.card import ModelCard
 from hcml.export.reference import exported_toy
 
 

@@ -73,7 +73,7 @@ def test_model_flops_per_branch(tmp_path):
 def test_model_flops_counts_the_card_at_its_own_config(tmp_path):
     """The shipped card's row: its window, input size and levels, not the registry default's."""
     from hcml import DEFAULT_CARD
-    from hcml.export.card import ModelCard
+    from hcml.card import ModelCard
 
     card = ModelCard.load(DEFAULT_CARD)
     result, section = _bench(tmp_path, "model", "--windows", "4", "--size", "32",

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from gi.repository import GLib
 
+from hcml.card import ModelCard
 from hcml.cli import main
-from hcml.export.card import ModelCard
 from hcml.export.deepstream import (
     APP,
     APP_TRITON,

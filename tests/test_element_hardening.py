@@ -84,7 +84,7 @@ def _no_pts() -> dict:
 
 def _window_not_the_cards() -> dict:
     import hcml.backends
-    from hcml.backends.base import load_backend
+    from hcml.backends.loading import load_backend
 
     hcml.backends.load_backend = load_backend  # the real one (FakeBackend patched it before)
     h = Harness(model=str(CARD), window=16)

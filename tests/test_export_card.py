@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hcml.backends import load_backend
-from hcml.export.card import ModelCard, ModelCardError
+from hcml.card import ModelCard, ModelCardError
 from hcml.export.reference import exported_toy
 
 

@@ -11,8 +11,8 @@ import pytest
 import hcml.model.checkpoint as ckpt_mod
 import hcml.model.registry as registry
 from hcml.backends import load_backend
+from hcml.card import ModelCard
 from hcml.cli import main
-from hcml.export.card import ModelCard
 from hcml.export.deepstream import APP
 from hcml.export.deepstream_check import check_configs
 

@@ -12,7 +12,7 @@ import torch
 
 from hcml.backends import load_backend
 from hcml.backends.torch_backend import TorchBackend
-from hcml.export.card import ModelCard
+from hcml.card import ModelCard
 from hcml.export.reference import ToyMotionNet, exported_toy
 
 

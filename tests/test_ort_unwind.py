@@ -141,7 +141,7 @@ def test_torch_errors_after_gstreamer(with_hcml):
 
 def _bad_card(tmp_path: Path) -> Path:
     """The shipped card with its clip graph replaced by one ONNX Runtime cannot load."""
-    from hcml.export.card import sha256_file
+    from hcml.card import sha256_file
 
     card = json.loads(DEFAULT_CARD.read_text())
     frames = helper.make_tensor_value_info("frames", TensorProto.FLOAT, [None, 3, 8, 64, 64])

@@ -282,7 +282,7 @@ def test_wire_bytes_are_the_tensors_plus_small_framing():
     """The per-frame sizes in docs/SERVING.md: exact protobuf sizes, checked against the raw
     tensor bytes computed from the card (framing is names, shapes and types only)."""
     from hcml.bench.serve import wire_bytes
-    from hcml.export.card import ModelCard
+    from hcml.card import ModelCard
 
     card = ModelCard.load(CARD)
     w = wire_bytes(CARD)

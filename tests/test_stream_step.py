@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from hcml.export.reference import ToyMotionNet, randomize_
-from hcml.export.step import StepModel
+from hcml.model.step import StepModel
 
 SIZE = 32
 

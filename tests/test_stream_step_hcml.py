@@ -19,7 +19,7 @@ from hcml.backends import load_backend
 from hcml.backends.torch_backend import TorchBackend
 from hcml.export.onnx_export import export_model
 from hcml.export.reference import randomize_
-from hcml.export.step import StepModel
+from hcml.model.step import StepModel
 
 N_FRAMES = 100
 

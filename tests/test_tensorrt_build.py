@@ -19,8 +19,8 @@ import pytest
 
 from hcml.backends import BackendUnavailable
 from hcml.backends import tensorrt_backend as trt_b
+from hcml.card import ModelCard
 from hcml.cli import main
-from hcml.export.card import ModelCard
 from hcml.export.tensorrt import (
     calibration_batches,
     calibration_clips,

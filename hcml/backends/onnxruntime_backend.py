@@ -13,7 +13,7 @@ import numpy as np
 
 from hcml._unwind import import_onnxruntime
 from hcml.backends.base import Backend, BackendUnavailable
-from hcml.export.card import ModelCard
+from hcml.card import ModelCard
 
 
 def cuda_provider_available() -> bool:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hcml.backends.base import Backend, BackendUnavailable
-from hcml.export.card import ModelCard, ModelCardError
+from hcml.card import ModelCard, ModelCardError
 
 if TYPE_CHECKING:  # checked against tensorrt-stubs (tests/test_typecheck.py)
     import tensorrt as trt

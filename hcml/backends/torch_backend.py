@@ -5,7 +5,7 @@ records CUDA graphs and replays them: one launch a step instead of one a kernel.
 into the same output buffers, so every output is copied (state clone, logits to host) before the
 next call.
 
-It runs the network itself (``model.forward`` for clips) and ``hcml.export.step.StepModel`` for
+It runs the network itself (``model.forward`` for clips) and ``hcml.model.step.StepModel`` for
 streaming, i.e. the very modules that ``hcml export`` turns into the ONNX graphs; the exactness
 tests compare the others against it.
 """
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from hcml.backends.base import Backend, BackendUnavailable
-from hcml.export.card import ModelCard, ModelCardError, card_from_cfg
+from hcml.card import ModelCard, ModelCardError, card_from_cfg
 
 
 def _load_checkpoint(path: Path) -> torch.nn.Module:
@@ -47,7 +47,7 @@ class TorchBackend(Backend):
         threads: int | None = None,
         cuda_graphs: bool = False,
     ):
-        from hcml.export.step import StepModel
+        from hcml.model.step import StepModel
 
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise BackendUnavailable(

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from hcml.backends.base import Backend, BackendUnavailable
-from hcml.export.card import ModelCard
+from hcml.card import ModelCard
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class TritonBackend(Backend):
                 f"tritonclient[grpc] not importable ({e}); install the serve extra: "
                 "pip install -e '.[serve]'"
             ) from e
-        from hcml.export.triton_repo import clip_model_name, step_model_name
+        from hcml.card import clip_model_name, step_model_name
 
         self._grpc, self._exc = grpcclient, InferenceServerException
         self.card, self.device, self.server = card, device, server

@@ -55,7 +55,7 @@ def _open(card: Path, name: str, device: str, threads: int | None, build_plans: 
     try:
         if name == "tensorrt":
             from hcml.backends import tensorrt_backend as trt_b
-            from hcml.export.card import ModelCard
+            from hcml.card import ModelCard
 
             why = trt_b.missing()
             if why is not None:
@@ -99,7 +99,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     with temp_dir() as tmp:
         card, card_text = bench_card(args, tmp)
         stand_in = str(card).startswith(str(tmp))
-        from hcml.export.card import ModelCard
+        from hcml.card import ModelCard
 
         c = ModelCard.load(card)
         frame_step = c.frame_step or 1

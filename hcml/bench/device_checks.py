@@ -116,7 +116,7 @@ def load_card(path: Path) -> tuple[Any, str]:
     try:
         from hcml.card import ModelCard  # where the card lives after the #17 layout change
     except ImportError:
-        from hcml.export.card import ModelCard
+        from hcml.card import ModelCard
     try:
         import onnx  # noqa: F401 - only to know whether the card can be verified
     except ImportError:

@@ -57,7 +57,7 @@ def _card_report(path: Path | None) -> dict[str, Any] | None:
     """The report of the network a card describes (its cfg, window, input size); None when there
     is no card (``path`` None and nothing shipped) or it holds no registry model (a toy)."""
     from hcml import DEFAULT_CARD
-    from hcml.export.card import ModelCard
+    from hcml.card import ModelCard
     from hcml.model import complexity
     from hcml.model.registry import is_model
 

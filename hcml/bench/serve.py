@@ -43,8 +43,7 @@ def wire_bytes(card_path: str | os.PathLike) -> dict[str, int]:
     import tritonclient.grpc as g
     from tritonclient.grpc import _utils, service_pb2
 
-    from hcml.export.card import ModelCard
-    from hcml.export.triton_repo import clip_model_name, step_model_name
+    from hcml.card import ModelCard, clip_model_name, step_model_name
 
     card = ModelCard.load(card_path)
     h, w = card.input_size

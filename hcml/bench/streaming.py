@@ -27,7 +27,7 @@ def _flops(model: Any, window: int, size: tuple[int, int]) -> tuple[float, float
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from hcml.export.step import StepModel
+    from hcml.model.step import StepModel
 
     h, w = size
     step = StepModel(model, window, size).eval()

@@ -1,9 +1,6 @@
-"""Export: ONNX clip + step graphs, the model card, TensorRT plans.
+"""Export: ONNX clip + step graphs (``onnx_export``), TensorRT plans (``tensorrt``), DeepStream
+configs (``deepstream``, ``deepstream_check``) and the Triton model repository (``triton_repo``).
 
-``hcml.export.card`` (ModelCard) is light; ``onnx_export``, ``step`` and ``tensorrt`` import torch
-or TensorRT and are imported where used.
+The model card they write is ``hcml.card`` (read by the backends too); the step module they
+export is ``hcml.model.step``. Modules import torch or TensorRT where used.
 """
-
-from hcml.export.card import ModelCard, ModelCardError
-
-__all__ = ["ModelCard", "ModelCardError"]

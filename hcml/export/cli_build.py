@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hcml.backends.tensorrt_backend import MAX_BATCH, device_index, missing
-    from hcml.export.card import ModelCard, ModelCardError
+    from hcml.card import ModelCard, ModelCardError
 
     prog = "hcml build-engine"
     try:

@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hcml.export.card import ModelCard, ModelCardError
+    from hcml.card import ModelCard, ModelCardError
     from hcml.export.deepstream_check import (
         ConfigSyntaxError,
         check_configs,

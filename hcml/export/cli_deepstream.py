@@ -85,7 +85,7 @@ def write_and_check(card, out: Path, settings: DeepStreamSettings, prog: str) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from hcml.export.card import ModelCard, ModelCardError
+    from hcml.card import ModelCard, ModelCardError
     from hcml.export.deepstream import default_deepstream_dir
 
     prog = "hcml deepstream-configs"

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hcml.export.card import ModelCard
+from hcml.card import ModelCard
 
 __all__ = [
     "APP",

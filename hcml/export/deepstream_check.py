@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hcml.export.card import ModelCard, ModelCardError, sha256_file
+from hcml.card import ModelCard, ModelCardError, sha256_file
 from hcml.export.deepstream import (
     CARD_MARK,
     PRECISIONS,

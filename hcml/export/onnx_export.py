@@ -5,8 +5,8 @@
   ``logits`` [B, K]; batch dynamic, T/H/W static.
 * ``NAME.step.onnx`` (step graph): inputs ``frame`` [B, 3, H, W] and ``state.<key>`` tensors,
   outputs ``logits`` [B, K] and ``new_state.<key>``; batch (= streams) dynamic. See
-  ``hcml.export.step`` for the state layout and why the result is exact.
-* ``NAME.json`` (model card, ``hcml.export.card``) and ``NAME.labels.txt`` (DeepStream format).
+  ``hcml.model.step`` for the state layout and why the result is exact.
+* ``NAME.json`` (model card, ``hcml.card``) and ``NAME.labels.txt`` (DeepStream format).
 
 Both graphs are checked (``onnx.checker``, full check) and compared against PyTorch with ONNX
 Runtime on random inputs; the differences go into the card's ``metrics.export_check``.
@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from hcml.export.card import ModelCard, card_from_cfg
-from hcml.export.step import StepModel
+from hcml.card import ModelCard, card_from_cfg
+from hcml.model.step import StepModel
 
 log = logging.getLogger(__name__)
 

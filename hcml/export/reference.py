@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hcml.export.step import FrameOp, PairOp, StreamPlan
+from hcml.model.step import FrameOp, PairOp, StreamPlan
 
 __all__ = ["ToyMotionNet", "cosine_cost_volume", "exported_toy", "randomize_"]
 

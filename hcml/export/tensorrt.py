@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hcml.backends.tensorrt_backend import MAX_BATCH, device_index, gpu_name, missing, plan_key
-from hcml.export.card import ModelCard, sha256_file
+from hcml.card import ModelCard, sha256_file
 
 if TYPE_CHECKING:
     import tensorrt as trt

@@ -23,19 +23,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from hcml.export.card import ModelCard
+from hcml.card import ModelCard, clip_model_name, step_model_name
 
 __all__ = ["clip_model_name", "step_model_name", "triton_model_configs", "write_triton_repo"]
 
 MODEL_PY = Path(__file__).resolve().parent.parent / "serve" / "triton_model.py"
-
-
-def clip_model_name(card: ModelCard) -> str:
-    return card.name
-
-
-def step_model_name(card: ModelCard) -> str:
-    return card.name + "_step"
 
 
 def _dims(shape: list[int]) -> str:

@@ -156,13 +156,13 @@ class HCMLNet(nn.Module):
         return not self._shifts
 
     def stream_plan(self):
-        """The network as per-frame and pairing ops for ``hcml.export.step.StepModel``.
+        """The network as per-frame and pairing ops for ``hcml.model.step.StepModel``.
 
         [FrameOp(stem) (after PairOp(frame difference) for ``input_mode="diff"``), then per level
         FrameOp(stage l) and, for l in levels, PairOp(Z^l = F^l + g(PMB(F^l)))]; pool = spatial
         mean; classifier = the head. Raises TypeError for TSM (its shift looks at frame t-1).
         """
-        from hcml.export.step import FrameOp, PairOp, StreamPlan
+        from hcml.model.step import FrameOp, PairOp, StreamPlan
 
         if not self.streamable():
             raise TypeError("a temporal-shift (TSM) network looks back in time: not streamable")

@@ -45,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hcml.export.card import ModelCard, ModelCardError
+    from hcml.card import ModelCard, ModelCardError
     from hcml.export.triton_repo import write_triton_repo
     from hcml.serve.server import ServeError, TritonServer
 

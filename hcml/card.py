@@ -436,3 +436,13 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, str | int | float | bool) or obj is None:
         return obj
     return str(obj)
+
+
+def clip_model_name(card: ModelCard) -> str:
+    """The Triton model that serves the card's clip graph (``hcml serve``, nvinferserver)."""
+    return card.name
+
+
+def step_model_name(card: ModelCard) -> str:
+    """The Triton model that serves the card's step graph."""
+    return card.name + "_step"
