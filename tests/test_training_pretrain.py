@@ -155,7 +155,7 @@ def test_pretrain_with_no_usable_video_fails_with_one_line(tmp_path, broken_file
 
 
 def test_finetune_init_from_loads_every_weight_but_the_classifier(pretrained, tmp_path):
-    from hcml.training.pretrain import load_pretrained
+    from hcml.training.init_from import load_pretrained
     from hcml.training.recipe import validate_recipe
     from hcml.training.run import build_module
 

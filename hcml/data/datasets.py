@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hcml.data.cache import synth_cache_dir
 from hcml.data.transforms import ClipAugment, resize_clip, sample_indices, to_model_input
 from hcml.labels import LABELS
 
@@ -118,13 +119,6 @@ def _render_item(args: tuple[int, int, int, int, int | None, str]) -> np.ndarray
     if store is not None:
         clip = resize_clip(clip, store)
     return clip.numpy()
-
-
-def synth_cache_dir() -> Path:
-    """Where rendered synthetic sets are kept: ``$HCML_CACHE`` or ``$XDG_CACHE_HOME/hcml``."""
-    if os.environ.get("HCML_CACHE"):
-        return Path(os.environ["HCML_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "hcml"
 
 
 def _pid_alive(pid: int) -> bool:

@@ -1,8 +1,9 @@
 """Multi-object scenes for per-object actions: several objects, each with its own motion class.
 
 ``render_scene`` lays 2-4 (any number of) objects side by side on a canvas: each object is a
-tile rendered by ``hcml.data.synth.render_clip`` (its own background, shapes and one motion
-class), so its ground-truth box is the tile and its label is the tile's class. A scene is
+tile rendered by ``hcml.data.synth.render_clip`` at 112 px (its own background, shapes and one
+motion class) and resized to the tile's size, so its ground-truth box is the tile and its label
+is the tile's class. A scene is
 ``segments`` back-to-back clips of ``segment_frames`` frames; an object keeps its class and box
 for the whole scene and gets a fresh clip every segment (a window of ``segment_frames``
 frames that starts at a segment boundary sees exactly one clip, as in training). Objects can
@@ -28,6 +29,8 @@ from hcml.data.synth import render_clip
 from hcml.labels import LABELS
 
 __all__ = ["Scene", "SceneObject", "render_scene", "score_events", "write_scene"]
+
+RENDER = 112  # px: the size clips are rendered at (the generator's and the model's training size)
 
 
 @dataclass
@@ -58,6 +61,23 @@ class Scene:
 
     def truth(self) -> list[dict]:
         return [asdict(o) | {"label": o.label} for o in self.objects]
+
+
+def _tile(clip, size: int) -> np.ndarray:
+    """A clip rendered at ``RENDER`` px resized to ``size`` (antialiased): uint8 [T, s, s, 3].
+
+    The generator's trajectories are drawn for its training size (smaller sizes can leave no
+    room for some classes' paths); the model sees every crop resized to its input anyway.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    frames = clip.frames
+    if size == frames.shape[1]:
+        return frames
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
+    return x.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
 
 
 def _layout(rng, n: int, width: int, height: int, tiles: list[int]) -> list[tuple[int, int]]:
@@ -107,7 +127,7 @@ def render_scene(
         last = (leave or [None] * n_objects)[i]
         objects.append(SceneObject(i, cls, (x, y, s, s), first, last))
         for k in range(segments):
-            clip = render_clip(cls, rng, frames=segment_frames, size=s, style=style).frames
+            clip = _tile(render_clip(cls, rng, frames=segment_frames, size=RENDER, style=style), s)
             for t in range(segment_frames):
                 f = k * segment_frames + t
                 if f >= first and (last is None or f < last):

@@ -160,7 +160,7 @@ def load_bank(
     the source files' names and sizes). ``data_dir``: where the real test recordings lie
     (default ``tests/data`` of this checkout); ``wallpapers``: the fetched wallpaper folder
     (default ``wallpaper_dir()``; used when present unless ``use_wallpapers`` is False)."""
-    from hcml.data.datasets import synth_cache_dir
+    from hcml.data.cache import synth_cache_dir
 
     videos = Path(data_dir) if data_dir else _REPO / "tests" / "data"
     sk = _sklearn_files()

@@ -37,7 +37,14 @@ from hcml.data.datasets import VIDEO_EXTENSIONS, DatasetError
 from hcml.data.transforms import resize_clip, to_model_input
 from hcml.data.video import VideoReadError
 
-__all__ = ["UnlabelledClips", "VideoIndex", "find_videos", "read_window", "scan_videos"]
+__all__ = [
+    "UnlabelledClips",
+    "VideoIndex",
+    "find_videos",
+    "read_window",
+    "scan_videos",
+    "unlabelled_dataset",
+]
 
 
 def find_videos(spec: str | os.PathLike) -> list[Path]:
@@ -288,3 +295,30 @@ class UnlabelledClips(torch.utils.data.Dataset):
         x0 = int(rng.integers(w - side + 1))
         crop = torch.from_numpy(np.ascontiguousarray(clip[:, y0 : y0 + side, x0 : x0 + side]))
         return to_model_input(resize_clip(crop, self.size), self.mean, self.std), -1
+
+
+def unlabelled_dataset(spec: dict[str, Any], recipe: dict[str, Any], cfg: dict[str, Any]):
+    """The ``UnlabelledClips`` of a recipe's ``data.train.unlabelled`` for model config cfg.
+
+    spec["path"]: a ``videos.json`` (used as is) or a folder / list file (scanned now).
+    """
+    frames, step = int(cfg["frames"]), int(recipe["data"]["frame_step"])
+    path = Path(spec["path"])
+    if path.suffix == ".json" and path.is_file():
+        index = VideoIndex.load(path)
+    else:
+        index = scan_videos(find_videos(path), (frames - 1) * step + 1, progress=False)
+        print(f"unlabelled videos: {index.summary()}", file=sys.stderr)
+    return UnlabelledClips(
+        index,
+        frames,
+        tuple(cfg["input_size"][1:]),
+        cfg["mean"],
+        cfg["std"],
+        frame_step=step,
+        fps=spec.get("fps"),
+        camera=float(spec.get("camera", 0.0)),
+        min_crop=float(spec.get("min_crop", 0.6)),
+        base_seed=recipe["seed"],
+        num_classes=int(cfg["num_classes"]),
+    )

@@ -115,7 +115,7 @@ def gst_environment(registry_dir: Path | None = None) -> None:
     want = [sysconfig.get_paths()["purelib"], str(REPO_ROOT)]
     os.environ["PYTHONPATH"] = os.pathsep.join([*want, *(p for p in py if p and p not in want)])
     if "GST_REGISTRY" not in os.environ:
-        from hcml.data.datasets import synth_cache_dir
+        from hcml.data.cache import synth_cache_dir
 
         folder = registry_dir or synth_cache_dir()
         folder.mkdir(parents=True, exist_ok=True)

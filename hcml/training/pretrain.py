@@ -8,8 +8,9 @@ resume (``--resume``), tqdm bars (``--no-progress``), TensorBoard in each phase'
 DDP under ``torchrun``. ``RUN/model.pt`` holds the whole training wrapper's weights.
 
 Fine-tuning: a recipe with ``init_from: RUN`` (or a ``.pt``) starts its first phase from those
-weights (``load_pretrained``): every tensor of the training wrapper (backbone, motion blocks,
-fusion, flow net, contrastive heads) except the classifier, which pretraining never trains.
+weights (``hcml.training.init_from.load_pretrained``): every tensor of the training wrapper
+(backbone, motion blocks, fusion, flow net, contrastive heads) except the classifier, which
+pretraining never trains.
 
 Examples::
 
@@ -30,88 +31,9 @@ from typing import Any
 
 import torch
 
-__all__ = ["CLASSIFIER_PREFIXES", "load_pretrained", "unlabelled_dataset"]
+__all__ = ["add_arguments", "run"]
 
 DEFAULT_RECIPE = Path(__file__).resolve().parents[2] / "training" / "pretrain.yaml"
-# State-dict names of the classifier (pretraining never trains it; fine-tuning starts it fresh).
-CLASSIFIER_PREFIXES = ("model.head.",)
-
-
-def unlabelled_dataset(spec: dict[str, Any], recipe: dict[str, Any], cfg: dict[str, Any]):
-    """The ``UnlabelledClips`` of a recipe's ``data.train.unlabelled`` for model config cfg.
-
-    spec["path"]: a ``videos.json`` (used as is) or a folder / list file (scanned now).
-    """
-    from hcml.data.unlabelled import UnlabelledClips, VideoIndex, find_videos, scan_videos
-
-    frames, step = int(cfg["frames"]), int(recipe["data"]["frame_step"])
-    path = Path(spec["path"])
-    if path.suffix == ".json" and path.is_file():
-        index = VideoIndex.load(path)
-    else:
-        index = scan_videos(find_videos(path), (frames - 1) * step + 1, progress=False)
-        print(f"unlabelled videos: {index.summary()}", file=sys.stderr)
-    return UnlabelledClips(
-        index,
-        frames,
-        tuple(cfg["input_size"][1:]),
-        cfg["mean"],
-        cfg["std"],
-        frame_step=step,
-        fps=spec.get("fps"),
-        camera=float(spec.get("camera", 0.0)),
-        min_crop=float(spec.get("min_crop", 0.6)),
-        base_seed=recipe["seed"],
-        num_classes=int(cfg["num_classes"]),
-    )
-
-
-def _checkpoint_path(path: str | os.PathLike) -> Path:
-    p = Path(path)
-    if p.is_dir():
-        p = p / "model.pt"
-    if not p.is_file():
-        raise FileNotFoundError(f"init_from: {p} not found (a pretraining run folder or a .pt)")
-    return p
-
-
-def load_pretrained(module: torch.nn.Module, path: str | os.PathLike) -> dict[str, list[str]]:
-    """Load a pretraining run's weights into a training wrapper; returns the report.
-
-    Every entry of ``module.state_dict()`` except the classifier (``CLASSIFIER_PREFIXES``) must
-    be in the checkpoint's ``wrapper_state`` with the same shape, else RecipeError naming them
-    (the architectures differ). Report: {"loaded": names, "kept": classifier names left as
-    initialised, "unused": checkpoint names the module has no use for}.
-    """
-    from hcml.training.recipe import RecipeError
-
-    p = _checkpoint_path(path)
-    state = torch.load(p, map_location="cpu", weights_only=True)
-    if "wrapper_state" not in state:
-        raise RecipeError(f"init_from: {p} holds no training wrapper state (use a run's model.pt)")
-    src: dict[str, torch.Tensor] = state["wrapper_state"]
-    own = module.state_dict()
-    want = [k for k in own if not k.startswith(CLASSIFIER_PREFIXES)]
-    missing = [k for k in want if k not in src]
-    bad = [k for k in want if k in src and tuple(src[k].shape) != tuple(own[k].shape)]
-    if missing or bad:
-        parts = []
-        if missing:
-            parts.append(f"missing {missing[:4]}{' ...' if len(missing) > 4 else ''}")
-        if bad:
-            parts.append(f"shape differs for {bad[:4]}{' ...' if len(bad) > 4 else ''}")
-        raise RecipeError(
-            f"init_from: {p} does not fit this model ({'; '.join(parts)}): pretrain with the "
-            "same model section"
-        )
-    with torch.no_grad():
-        for k in want:
-            own[k].copy_(src[k])
-    return {
-        "loaded": want,
-        "kept": [k for k in own if k.startswith(CLASSIFIER_PREFIXES)],
-        "unused": [k for k in src if k not in own],
-    }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

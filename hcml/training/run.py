@@ -114,7 +114,7 @@ def build_datasets(recipe: dict[str, Any], cfg: dict[str, Any], progress: bool =
     frames = int(cfg["frames"])
     train = d["train"]
     if isinstance(train, dict) and "unlabelled" in train:
-        from hcml.training.pretrain import unlabelled_dataset
+        from hcml.data.unlabelled import unlabelled_dataset
 
         return unlabelled_dataset(train["unlabelled"], recipe, cfg), None, None
     if train == "synth" or isinstance(train, dict):
@@ -239,7 +239,7 @@ def run_recipe(
             else:
                 module.model.load_state_dict(state["state_dict"])
         elif i == 0 and recipe.get("init_from") and not (pdir / "last.pt").is_file():
-            from hcml.training.pretrain import load_pretrained
+            from hcml.training.init_from import load_pretrained
 
             rep = load_pretrained(module, recipe["init_from"])
             if dist.main:
