@@ -114,6 +114,10 @@ def test_crop_equals_frame_of_the_box_and_pads_with_the_mean():
     assert torch.equal(out[:, :, :32], torch.zeros(3, 64, 32))
     inside = torch.from_numpy(img[0:64, 0:32]).permute(2, 0, 1).float() / 255.0
     assert torch.allclose(out[:, :, 32:], (inside - 0.45) / 0.225, atol=1e-5)  # 1:1 scale
+    # an RGB image / tensor (the DeepStream surface path) crops exactly like a mapped buffer
+    for box in ((40, 20, 64, 64), (-32, 0, 64, 64), (150, 100, 40, 40), (3, 5, 17, 29)):
+        want = p.crop(img.reshape(-1), "RGB", 160, 120, box)
+        assert torch.equal(p.crop_rgb(torch.from_numpy(img), box), want)
     # I420: the same box from the YUV planes is close to the RGB path (colour rounding)
     yuv = p.crop(_i420(img), "I420", 160, 120, (40, 20, 64, 64))
     assert yuv.shape == (3, 64, 64)

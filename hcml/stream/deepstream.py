@@ -199,3 +199,32 @@ def attach_classifier_meta(
     info.result_class_id, info.result_label, info.result_prob = class_id, label, score
     pyds.nvds_add_label_info_meta_to_classifier(cls, info)
     pyds.nvds_add_classifier_meta_to_object(obj, cls)
+
+
+def frame_objects(frame: Any) -> Iterator[tuple[Any, int, tuple[float, float, float, float]]]:
+    """A frame's detected/tracked objects: ``(NvDsObjectMeta, object_id, (left, top, w, h))``.
+
+    ``object_id`` is nvtracker's id (``UNTRACKED_OBJECT_ID``, 2^64 - 1, without a tracker);
+    boxes are in the batch's frame pixels. Objects hcmlaction added itself are skipped.
+    """
+    frame_meta = frame.meta if isinstance(frame, SurfaceFrame) else frame
+    item = frame_meta.obj_meta_list
+    while item is not None:
+        obj = pyds.NvDsObjectMeta.cast(item.data)
+        if obj.unique_component_id != COMPONENT_ID:
+            r = obj.rect_params
+            box = (float(r.left), float(r.top), float(r.width), float(r.height))
+            yield obj, int(obj.object_id), box
+        item = item.next
+
+
+def attach_object_classifier_meta(
+    batch_meta: Any, obj: Any, label: str, class_id: int, score: float
+) -> None:
+    """One NvDsClassifierMeta with the label info on an upstream NvDsObjectMeta."""
+    cls = pyds.nvds_acquire_classifier_meta_from_pool(batch_meta)
+    cls.unique_component_id = COMPONENT_ID
+    info = pyds.nvds_acquire_label_info_meta_from_pool(batch_meta)
+    info.result_class_id, info.result_label, info.result_prob = class_id, label, score
+    pyds.nvds_add_label_info_meta_to_classifier(cls, info)
+    pyds.nvds_add_classifier_meta_to_object(obj, cls)

@@ -161,6 +161,44 @@ class Preprocessor:
             x = x.clamp_(0.0, 255.0) / 255.0
         return (x - self.mean) / self.std
 
+    def _crop_geometry(self, box, width: int, height: int, even: bool = False):
+        """(zero input [3, h, w], (x0, y0, x1, y1, ox, oy, ow, oh) or None when empty).
+
+        The frame region [x0, x1) x [y0, y1) read for ``box`` and where it lands in the input
+        (ox, oy, ow, oh); ``even``: cut on even pixels (2x2-subsampled chroma).
+        """
+        th, tw = self.size
+        x, y, w, h = (float(v) for v in box)
+        scale = max(w / tw, h / th, 1e-6)  # frame px per model px
+        rx0, ry0 = x + w / 2 - tw * scale / 2, y + h / 2 - th * scale / 2
+        x0, y0 = max(0, int(np.floor(rx0))), max(0, int(np.floor(ry0)))
+        x1 = min(width, int(np.ceil(rx0 + tw * scale)))
+        y1 = min(height, int(np.ceil(ry0 + th * scale)))
+        if even:
+            x0, y0 = x0 - x0 % 2, y0 - y0 % 2
+            x1, y1 = min(width, x1 + x1 % 2), min(height, y1 + y1 % 2)
+        out = torch.zeros((3, th, tw), dtype=torch.float32, device=self.device)
+        if x1 <= x0 or y1 <= y0:
+            return out, None
+        ox = min(max(int(round((x0 - rx0) / scale)), 0), tw - 1)
+        oy = min(max(int(round((y0 - ry0) / scale)), 0), th - 1)
+        ow = max(1, min(tw - ox, int(round((x1 - x0) / scale))))
+        oh = max(1, min(th - oy, int(round((y1 - y0) / scale))))
+        return out, (x0, y0, x1, y1, ox, oy, ow, oh)
+
+    @torch.inference_mode()
+    def crop_rgb(self, rgb: np.ndarray | torch.Tensor, box: Sequence[float]) -> torch.Tensor:
+        """``crop`` for an RGB image [H, W, 3] uint8 (numpy, or a torch tensor on any device,
+        e.g. a DeepStream surface): -> normalised float32 [3, h, w] on this device."""
+        x = torch.as_tensor(rgb)
+        out, geometry = self._crop_geometry(box, x.shape[1], x.shape[0])
+        if geometry is None:
+            return out
+        x0, y0, x1, y1, ox, oy, ow, oh = geometry
+        part = self._resize_u8(x[y0:y1, x0:x1].permute(2, 0, 1), (oh, ow)) / 255.0
+        out[:, oy : oy + oh, ox : ox + ow] = (part - self.mean) / self.std
+        return out
+
     @torch.inference_mode()
     def crop(
         self,
@@ -180,25 +218,11 @@ class Preprocessor:
         normalising). Same resize and colour conversion as ``frame``.
         """
         data = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data
-        th, tw = self.size
-        x, y, w, h = (float(v) for v in box)
-        scale = max(w / tw, h / th, 1e-6)  # frame px per model px
-        rx0, ry0 = x + w / 2 - tw * scale / 2, y + h / 2 - th * scale / 2
-        x0, y0 = max(0, int(np.floor(rx0))), max(0, int(np.floor(ry0)))
-        x1 = min(width, int(np.ceil(rx0 + tw * scale)))
-        y1 = min(height, int(np.ceil(ry0 + th * scale)))
         yuv = fmt not in _PACKED
-        if yuv:  # chroma is subsampled 2x2: cut on even pixels
-            x0, y0 = x0 - x0 % 2, y0 - y0 % 2
-            x1, y1 = min(width, x1 + x1 % 2), min(height, y1 + y1 % 2)
-        out = torch.zeros((3, th, tw), dtype=torch.float32, device=self.device)
-        if x1 <= x0 or y1 <= y0:
+        out, geometry = self._crop_geometry(box, width, height, even=yuv)
+        if geometry is None:
             return out
-        # where the frame part lands in the model input
-        ox = min(max(int(round((x0 - rx0) / scale)), 0), tw - 1)
-        oy = min(max(int(round((y0 - ry0) / scale)), 0), th - 1)
-        ow = max(1, min(tw - ox, int(round((x1 - x0) / scale))))
-        oh = max(1, min(th - oy, int(round((y1 - y0) / scale))))
+        x0, y0, x1, y1, ox, oy, ow, oh = geometry
         if not yuv:
             bpp, rgb = _PACKED[fmt]
             stride = strides[0] if strides else width * bpp

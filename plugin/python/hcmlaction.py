@@ -554,8 +554,15 @@ class HcmlAction(GstBase.BaseTransform):
         try:
             for batch_meta, frame_meta, rgba in deepstream.batch_frames(hash(buf)):
                 stream = f"source-{frame_meta.source_id}"
+                pts = int(frame_meta.buf_pts)
+                if self.props_["roi_mode"] in ("meta", "auto"):
+                    objects = list(deepstream.frame_objects(frame_meta))
+                    if objects or stream in self.meta_streams:  # per-object (nvtracker ids)
+                        self.meta_streams.add(stream)
+                        self._batch_objects(buf, batch_meta, stream, objects, rgba, pts)
+                        continue
                 frame = self.preprocess(rgba[..., :3])
-                preds = self.engine.push(stream, frame, int(frame_meta.buf_pts))
+                preds = self.engine.push(stream, frame, pts)
                 for pred in preds:
                     deepstream.attach_classifier_meta(
                         batch_meta, frame_meta, pred.label, pred.class_id, pred.score
@@ -565,6 +572,33 @@ class HcmlAction(GstBase.BaseTransform):
             return self._report(err)
         self.failures = 0
         return Gst.FlowReturn.OK
+
+    def _batch_objects(self, buf, batch_meta, stream, objects, rgba, pts) -> None:
+        """DeepStream: one window per NvDsObjectMeta (nvtracker's object_id), crops read on the
+        GPU, an NvDsClassifierMeta on each object. Written against pyds' documented API; not
+        run yet (no DeepStream machine)."""
+        tracks, height, width = self.tracks, rgba.shape[0], rgba.shape[1]
+        owners, items = {}, []
+        for obj, object_id, raw in objects:
+            box, _ = check_box(raw, width, height)  # clipped, or None: skipped
+            if box is None:
+                continue
+            key = tracks.update(stream, str(object_id), box, pts)
+            if key is None or key in owners:
+                continue
+            owners[key] = obj
+            sbox = tracks.box(key)
+            items.append((key, lambda b=sbox: self.preprocess.crop_rgb(rgba[..., :3], b), pts))
+        for key in tracks.expire(stream, pts):
+            self.engine.remove(key)
+        for key, preds in self.engine.push_many(items).items():
+            for pred in preds:
+                self._describe(pred)
+                if key in owners:
+                    deepstream.attach_object_classifier_meta(
+                        batch_meta, owners[key], pred.label, pred.class_id, pred.score
+                    )
+                attach_meta(buf, pred)
 
     def _report(self, err: Exception, what: str = "inference failed") -> Gst.FlowReturn:
         text = f"hcmlaction: {what}: {err}"
