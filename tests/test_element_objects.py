@@ -377,3 +377,12 @@ def test_async_mode_gives_the_same_per_object_results():
         (*key(m), m["label"], m["box"]) for m in a
     ]
     assert np.allclose([m["score"] for m in s], [m["score"] for m in a], atol=1e-4)
+
+
+def test_run_prints_object_id_and_box():
+    from hcml.stream.run_cli import format_prediction
+
+    line = format_prediction({"pts": 2_000_000_000, "stream": "abcdef123456", "label": "move_left",
+                              "score": 0.5, "window-start-pts": 0, "window-end-pts": 2_000_000_000,
+                              "object-id": "3", "box": [1, 2, 30, 40]})  # fmt: skip
+    assert "abcdef/#3 [1,2,30,40]" in line and "move_left" in line
