@@ -98,6 +98,8 @@ class _Item:
     slot: int
     meta: tuple | None  # (stream, start pts, end pts, frame index) when a prediction is due
     n: int = 0  # the stream's sampled-frame number of ``slot``
+    gen: int = 0  # the stream's step-state generation when queued (stale after a drop)
+    x: torch.Tensor | None = None  # full-window mode: the window copied when it was due
 
 
 class _Stream:
@@ -324,30 +326,40 @@ class StreamEngine:
     def drain(self, timeout: float = 30.0) -> list[Prediction]:
         """Finish queued async work (EOS) and return every prediction not yet returned."""
         if self.mode == "async":
+            deadline = time.monotonic() + timeout
+
+            def idle() -> bool:
+                busy = self._busy or any(s.queue for s in self.streams.values())
+                return self._closed or not busy
+
             with self._lock:
-                for st in self.streams.values():  # the newest window, if re-priming skipped it
-                    it, st.skipped = st.skipped, None
-                    newer = any(q.meta is not None for q in st.queue)
-                    fresh = it is not None and st.sampled - 1 - it.n <= len(st.ring) - self.window
-                    if fresh and not newer:  # older than all queued work: served first
-                        st.queue.appendleft(_Item("clip", it.slot, it.meta, it.n))
-                        st.dropped -= 1  # counted when skipped; served after all
-                        self.dropped -= 1
-                        self.dropped_by_stream[st.name] = st.dropped
-                self._wake.notify_all()
-                self._wake.wait_for(
-                    lambda: (
-                        self._closed
-                        or (not self._busy and not any(s.queue for s in self.streams.values()))
-                    ),
-                    timeout,
-                )
+                while True:  # the worker may skip a window (re-priming) while it finishes
+                    self._wake.notify_all()
+                    self._wake.wait_for(idle, max(0.0, deadline - time.monotonic()))
+                    if self._closed or not idle() or not self._requeue_skipped():
+                        break
         self._raise_worker_error()
         with self._lock:
             out = [p for st in self.streams.values() for p in st.out]
             for st in self.streams.values():
                 st.out = []
         return out
+
+    def _requeue_skipped(self) -> bool:
+        """Serve each stream's newest skipped window with one clip call (locked, worker idle)."""
+        requeued = False
+        for st in self.streams.values():
+            it, st.skipped = st.skipped, None
+            if it is None or st.ring is None:
+                continue
+            if st.sampled - 1 - it.n > len(st.ring) - self.window:
+                continue  # its frames were overwritten since
+            st.queue.appendleft(_Item("clip", it.slot, it.meta, it.n, st.gen))
+            st.dropped -= 1  # counted when skipped; served after all
+            self.dropped -= 1
+            self.dropped_by_stream[st.name] = st.dropped
+            requeued = True
+        return requeued
 
     def close(self) -> None:
         """Stop the worker (if any) and drop every stream."""
@@ -383,10 +395,12 @@ class StreamEngine:
                 self._deliver(st, self._run_clips(self._clip_of(st, slot)[None])[0], meta)
             return
         n = st.sampled - 1
-        item = _Item("step" if self.incremental else "clip", slot, meta, n)
+        item = _Item("step" if self.incremental else "clip", slot, meta, n, st.gen)
         if not self.incremental and meta is None:
             return  # full-window async: only due windows are work
         with self._lock:
+            if not self.incremental:  # due windows may wait longer than the ring's frames last
+                item.x = self._clip_of(st, slot).contiguous()
             if len(st.queue) >= self.max_backlog:
                 self._drop_backlog(st, item)
             else:
@@ -403,8 +417,8 @@ class StreamEngine:
             st.queue.clear()
             st.step_state, st.fed, st.gen = None, 0, st.gen + 1
             if item.meta is not None:  # served now by one clip call on the ring
-                st.queue.append(_Item("clip", item.slot, item.meta, item.n))
-            st.queue.append(_Item("step", item.slot, None, item.n))
+                st.queue.append(_Item("clip", item.slot, item.meta, item.n, st.gen))
+            st.queue.append(_Item("step", item.slot, None, item.n, st.gen))
         else:  # windows are independent: keep the newest
             st.queue.clear()
             st.queue.append(item)
@@ -433,17 +447,26 @@ class StreamEngine:
         """One clip-graph call: clips [B, 3, T, H, W] -> logits [B, K]."""
         return np.asarray(self.backend.run_clip(clips.contiguous()))
 
-    def _run_steps(self, streams: list[_Stream], frames: torch.Tensor) -> np.ndarray:
-        """One step-graph call, frames [B, 3, H, W]: each stream's state advances by one frame."""
+    def _run_steps(
+        self, streams: list[_Stream], frames: torch.Tensor, gens: list[int] | None = None
+    ) -> np.ndarray:
+        """One step-graph call, frames [B, 3, H, W]: each stream's state advances by one frame.
+
+        ``gens``: the state generation each frame was queued for; a frame queued before a
+        backlog drop (stale) runs on a throwaway state and never reaches the stream's.
+        """
         from hcml.backends.base import split_state, stack_states
 
-        states, gens = [], []
+        states = []
         with self._lock:
-            for st in streams:
+            gens = [st.gen for st in streams] if gens is None else list(gens)
+            for st, gen in zip(streams, gens, strict=True):
+                if st.gen != gen:
+                    states.append(self.backend.init_state(1))
+                    continue
                 if st.step_state is None:
                     st.step_state, st.fed = self.backend.init_state(1), 0
                 states.append(st.step_state)
-                gens.append(st.gen)
         state = states[0] if len(states) == 1 else stack_states(states)
         try:
             logits, new = self.backend.run_step(frames, state)
@@ -529,8 +552,13 @@ class StreamEngine:
         work = []
         for st in chosen:
             it = st.queue.popleft()
-            x = st.ring[it.slot].clone() if it.kind == "step" else self._clip_of(st, it.slot)
-            work.append((st, it, x.contiguous() if it.kind == "clip" else x))
+            if it.x is not None:
+                x = it.x
+            elif it.kind == "step":
+                x = st.ring[it.slot].clone()
+            else:
+                x = self._clip_of(st, it.slot).contiguous()
+            work.append((st, it, x))
         return work
 
     def _work(self) -> None:
@@ -590,9 +618,10 @@ class StreamEngine:
             done += [(st, it, row) for (st, it, _), row in zip(clips, logits, strict=True)]
         if steps:
             frames = torch.stack([x for _, _, x in steps])
-            logits = self._run_steps([st for st, _, _ in steps], frames)
+            gens = [it.gen for _, it, _ in steps]
+            logits = self._run_steps([st for st, _, _ in steps], frames, gens)
             for (st, it, _), row in zip(steps, logits, strict=True):
-                if it.meta is None:
+                if it.meta is None or it.gen != st.gen:  # stale: its drop counted it
                     continue
                 if st.fed < self.window:  # re-priming after a drop: the state is not ready
                     with self._lock:
