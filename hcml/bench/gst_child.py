@@ -239,8 +239,10 @@ def _streams(Gst, job: dict[str, Any]) -> dict[str, Any]:
         batches = list(engine.batches)
         pipeline.send_event(Gst.Event.new_eos())
         bus.timed_pop_filtered(10 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
-        # every buffer that went in during the whole run came out (checked after EOS)
-        lost = box["in"] - box["out"]
+        # every buffer that went in during the whole run came out (checked after EOS; a count
+        # taken mid-run can see one buffer inside the element)
+        total_in, total_out = box["in"], box["out"]
+        lost = total_in - total_out
     finally:
         pipeline.set_state(Gst.State.NULL)
     return {
@@ -249,6 +251,8 @@ def _streams(Gst, job: dict[str, Any]) -> dict[str, Any]:
         "cpu_s": cpu,
         "frames_in": frames_in,
         "frames_out": frames_out,
+        "total_in": total_in,
+        "total_out": total_out,
         "lost": lost,
         "latency_ms": lat,
         "dropped": dropped,

@@ -10,8 +10,9 @@ Pipeline (in a child process), per N::
 Per N, over ``--seconds`` after a warm-up: predictions per stream (min/max), event latency
 p50/p99 (running time when the element posts the event minus the window's last frame's PTS,
 both on the pipeline clock; every source's timeline starts at 0 like the pipeline's),
-frames in and out of the element (lost = in - out after EOS), real-time ratio (frames in /
-N x 30 x seconds: below 1 the sources fell behind, i.e. frames were late), windows dropped per
+frames in and out of the element (lost = in - out over the whole run, counted after EOS),
+real-time ratio (frames in / N x 30 x seconds: below 1 the sources fell behind, i.e. frames
+were late), windows dropped per
 stream, CPU (process time / wall). The largest N with p99 <= 100 ms, no frame lost and the
 sources in real time (>= 0.97) is reported next to the capacity that ``hcml bench backends``
 predicts from the step graph alone (``benchmarks/backends.json``, if there).
@@ -106,6 +107,8 @@ def _row(n: int, fps: int, r: dict[str, Any]) -> dict[str, Any]:
         "latency_ms": {**percentiles(lat), "max": max(lat, default=float("nan"))},
         "frames_in": r["frames_in"],
         "frames_out": r["frames_out"],
+        "total_in": r.get("total_in"),
+        "total_out": r.get("total_out"),
         "lost": r["lost"],
         "realtime": r["frames_in"] / (n * fps * r["wall_s"]),
         "dropped": sum(r["dropped"].values()),
