@@ -312,16 +312,17 @@ class StreamEngine:
         self, st: _Stream, frame: torch.Tensor, index: int, pts: int
     ) -> tuple[int, tuple | None]:
         """Sync: store a sampled frame in the ring; (slot, prediction meta if one is due)."""
-        slot = self._store(st, frame)
+        return self._store(st, frame), self._advance(st, index, pts)
+
+    def _advance(self, st: _Stream, index: int, pts: int) -> tuple | None:
+        """Count a sampled frame just stored; the prediction meta if a window is due now."""
         st.sampled += 1
         st.pts.append(pts)
         full = st.sampled >= self.window
-        due = full and (st.last_emit is None or index - st.last_emit >= self.stride)
-        meta = None
-        if due:
-            st.last_emit = index
-            meta = (st.name, st.pts[0], st.pts[-1], index)
-        return slot, meta
+        if not full or (st.last_emit is not None and index - st.last_emit < self.stride):
+            return None
+        st.last_emit = index
+        return (st.name, st.pts[0], st.pts[-1], index)
 
     def drain(self, timeout: float = 30.0) -> list[Prediction]:
         """Finish queued async work (EOS) and return every prediction not yet returned."""
@@ -378,14 +379,7 @@ class StreamEngine:
                 slot = self._store(st, frame)
         else:
             slot = self._store(st, frame)
-        st.sampled += 1
-        st.pts.append(pts)
-        full = st.sampled >= self.window
-        due = full and (st.last_emit is None or index - st.last_emit >= self.stride)
-        meta = None
-        if due:
-            st.last_emit = index
-            meta = (st.name, st.pts[0], st.pts[-1], index)
+        meta = self._advance(st, index, pts)
         if self.mode == "sync":
             if self.incremental:
                 logits = self._run_steps([st], st.ring[slot][None])[0]
