@@ -35,7 +35,7 @@ import torch
 
 from hcml.data.datasets import VIDEO_EXTENSIONS, DatasetError
 from hcml.data.transforms import resize_clip, to_model_input
-from hcml.data.video import VideoReadError
+from hcml.data.video import VideoReadError, open_video
 
 __all__ = [
     "UnlabelledClips",
@@ -107,17 +107,7 @@ def _probe(path: Path) -> dict[str, Any]:
     """Decode ``path`` to the end: {path, frames, fps, width, height}; VideoReadError if bad."""
     import av
 
-    if not path.is_file():
-        raise VideoReadError(path, "no such file")
-    if path.stat().st_size == 0:
-        raise VideoReadError(path, "the file is empty (0 bytes)")
-    try:
-        container = av.open(str(path))
-    except av.FFmpegError as err:
-        raise VideoReadError(path, f"not a readable container ({err})") from err
-    with container:
-        if not container.streams.video:
-            raise VideoReadError(path, "the file has no video stream")
+    with open_video(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         n, size = 0, None

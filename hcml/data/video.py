@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["VideoReadError", "iter_video", "read_video", "write_video"]
+__all__ = ["VideoReadError", "iter_video", "open_video", "read_video", "write_video"]
 
 
 class VideoReadError(ValueError):
@@ -52,8 +52,10 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: int = 25, crf:
     return path
 
 
-def iter_video(path: str | os.PathLike) -> Iterator[np.ndarray]:
-    """Yield decoded frames of the first video stream as uint8 [H, W, 3] RGB."""
+def open_video(path: str | os.PathLike):
+    """The PyAV container of ``path`` after the checks every reader shares (a file, not empty,
+    a container, a video stream); ``VideoReadError`` naming the file otherwise. Close it (use
+    it as a context manager)."""
     import av
 
     path = Path(path)
@@ -65,9 +67,18 @@ def iter_video(path: str | os.PathLike) -> Iterator[np.ndarray]:
         container = av.open(str(path))
     except av.FFmpegError as err:
         raise VideoReadError(path, f"not a readable container ({err})") from err
-    with container:
-        if not container.streams.video:
-            raise VideoReadError(path, "the file has no video stream")
+    if not container.streams.video:
+        container.close()
+        raise VideoReadError(path, "the file has no video stream")
+    return container
+
+
+def iter_video(path: str | os.PathLike) -> Iterator[np.ndarray]:
+    """Yield decoded frames of the first video stream as uint8 [H, W, 3] RGB."""
+    import av
+
+    path = Path(path)
+    with open_video(path) as container:
         try:
             for frame in container.decode(video=0):
                 yield frame.to_ndarray(format="rgb24")
