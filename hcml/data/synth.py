@@ -95,6 +95,19 @@ class Style:
     crf: tuple[int, int] = (12, 12)
 
 
+# Camera, blur, noise, lighting, size, distractors and codec: one set for both photo styles.
+_NUISANCES = dict(
+    radius_scale=(0.7, 1.4),
+    distractors=(0, 2),
+    pan_px=0.8,
+    pan_prob=0.4,
+    shake_px=0.25,
+    blur=(0.0, 1.0),
+    noise=(0.0, 6.0),
+    lighting=0.25,
+    crf=(12, 32),
+)
+
 STYLES = {
     "classic": Style("classic", None, SHAPES, TEXTURES, BACKGROUNDS),
     "train": Style(
@@ -104,15 +117,7 @@ STYLES = {
         TEXTURES + ("photo",),
         BACKGROUNDS + ("photo",),
         marker=0.5,
-        radius_scale=(0.7, 1.4),
-        distractors=(0, 2),
-        pan_px=0.8,
-        pan_prob=0.4,
-        shake_px=0.25,
-        blur=(0.0, 1.0),
-        noise=(0.0, 6.0),
-        lighting=0.25,
-        crf=(12, 32),
+        **_NUISANCES,
     ),
     "style_shift": Style(
         "style_shift",
@@ -121,17 +126,9 @@ STYLES = {
         ("dots", "plaid", "photo"),
         ("cells", "rings", "photo_tiles"),
         marker=0.0,
-        # The nuisances match train's: the set measures the look (photos, shapes, textures,
+        # The nuisances are train's: the set measures the look (photos, shapes, textures,
         # backgrounds), not a stronger blur or noise.
-        radius_scale=(0.7, 1.4),
-        distractors=(0, 2),
-        pan_px=0.8,
-        pan_prob=0.4,
-        shake_px=0.25,
-        blur=(0.0, 1.0),
-        noise=(0.0, 6.0),
-        lighting=0.25,
-        crf=(12, 32),
+        **_NUISANCES,
     ),
 }
 
