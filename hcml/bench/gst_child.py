@@ -261,7 +261,7 @@ def _streams(Gst, job: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> int:
-    from hcml.stream.run_cli import _quiet_floating_reference_warning, gst_environment
+    from hcml.stream.run_cli import gst_environment
 
     gst_environment()
     import gi
@@ -270,7 +270,6 @@ def main() -> int:
     from gi.repository import GLib, Gst
 
     Gst.init(None)
-    _quiet_floating_reference_warning(GLib)
     jobs = json.loads(sys.stdin.read())
     if any("hcmlaction" in j["description"] for j in jobs) and not Gst.ElementFactory.find(
         "hcmlaction"

@@ -224,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
     if args.fps < 1 or args.size < 32 or args.segment_seconds <= 0 or args.duration < 0:
         print("hcml game-server: need fps >= 1, size >= 32, segment-seconds > 0", file=sys.stderr)
         return 2
-    from hcml.stream.run_cli import _quiet_floating_reference_warning, gst_environment
+    from hcml.stream.run_cli import gst_environment
 
     gst_environment()
     import gi
@@ -233,7 +233,6 @@ def run(args: argparse.Namespace) -> int:
     from gi.repository import GLib, Gst
 
     Gst.init(None)
-    _quiet_floating_reference_warning(GLib)
     try:
         pipeline = Gst.parse_launch(sender_description(args))
     except GLib.Error as e:

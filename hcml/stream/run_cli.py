@@ -299,19 +299,6 @@ def _fields(structure) -> dict:
     return out
 
 
-def _quiet_floating_reference_warning(GLib) -> None:
-    """Drop GStreamer's "should be floating" critical, which every Python-defined element
-    created in a Python process triggers (PyGObject sinks the reference; harmless); pass on
-    everything else."""
-
-    def handler(domain, level, message, _data):
-        if "should be floating" not in message:
-            GLib.log_default_handler(domain, level, message, None)
-
-    flags = GLib.LogLevelFlags.LEVEL_CRITICAL | GLib.LogLevelFlags.LEVEL_WARNING
-    GLib.log_set_handler("GStreamer", flags, handler, None)
-
-
 def run(args: argparse.Namespace) -> int:
     if args.model and not Path(args.model).is_file():
         print(
@@ -341,7 +328,6 @@ def run(args: argparse.Namespace) -> int:
     from gi.repository import GLib, Gst
 
     Gst.init(None)
-    _quiet_floating_reference_warning(GLib)
     if Gst.ElementFactory.find("hcmlaction") is None:
         print(
             f"hcml run: GStreamer cannot find hcmlaction (GST_PLUGIN_PATH="
