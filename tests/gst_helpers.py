@@ -151,6 +151,19 @@ def _structure_dict(s) -> dict:
     return out
 
 
+def _states(bin_) -> str:
+    """Every element's current/pending state, so that a timeout says where the pipeline stood."""
+    out = []
+    it = bin_.iterate_recurse()
+    while True:
+        ok, element = it.next()
+        if ok != 1:  # Gst.IteratorResult.OK
+            break
+        _, cur, pending = element.get_state(0)
+        out.append(f"{element.get_name()}={cur.value_nick}/{pending.value_nick}")
+    return " ".join(out)
+
+
 def _run_one(Gst, job: dict) -> Run:
     pipeline = Gst.parse_launch(job["description"])
     result = Run()
@@ -178,7 +191,7 @@ def _run_one(Gst, job: dict) -> Run:
     try:
         while True:
             if time.monotonic() > deadline:
-                result.errors.append(["timeout", f"no EOS in {job.get('timeout')} s"])
+                result.errors.append(["timeout", f"no EOS in {job.get('timeout')} s; " + _states(pipeline)])
                 break
             msg = bus.timed_pop(100 * Gst.MSECOND)
             if msg is None:
