@@ -10,7 +10,7 @@ embedded interpreter ignores ``PYTHONPATH``; ``hcml serve`` passes the client's 
 ``execute`` gets every request the dynamic batcher grouped: their inputs are concatenated along
 the batch axis, ONE session call runs them all, and the outputs are split back per request
 (tensor names and order from config.pbtxt; config parameter ``threads`` = ORT intra-op threads,
-0 = ORT's default). A request that fails gets its own error response; the others still run.
+0 = ORT's default; ``spinning`` = "1" lets idle ORT threads spin, off by default). A request that fails gets its own error response; the others still run.
 """
 
 import os
@@ -57,6 +57,10 @@ class TritonPythonModel:
         so = ort.SessionOptions()
         so.intra_op_num_threads = int(params.get("threads", "0") or 0)
         so.inter_op_num_threads = 1
+        if params.get("spinning", "0") != "1":
+            # Spinning intra-op threads burn a core between requests, which the clients on the
+            # same host (and the other instances) need: off unless the config asks for it.
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(
             os.path.join(here, params.get("onnx_file", "model.onnx")),
             so,
