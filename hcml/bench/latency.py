@@ -1,9 +1,10 @@
 """``hcml bench latency``: a live 30 fps source through ``hcmlaction`` for minutes (or an hour).
 
-Pipeline (in a child process): ``videotestsrc is-live=true pattern=ball ! video/x-raw,
-format=I420,width=W,height=H,framerate=F/1 ! hcmlaction name=act events=FILE mode=M stride=S !
-fakesink sync=false``. The live source timestamps every frame with the pipeline's running time
-at capture and pushes it in real time.
+Pipeline (in a child process): ``videotestsrc is-live=true pattern=smpte horizontal-speed=4 !
+video/x-raw,format=I420,width=W,height=H,framerate=F/1 ! hcmlaction name=act events=FILE mode=M
+stride=S ! fakesink sync=false`` (scrolling bars: moving content, cheap to draw). The live
+source timestamps every frame with the pipeline's running time at capture and pushes it in real
+time.
 
 Event latency: each prediction carries ``pts``, the PTS of the last frame of its window (the
 bus message, the meta and the events line all have it). A bus sync handler runs in the thread
@@ -89,7 +90,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         card, card_text = bench_card(args, tmp)
         events = Path(tmp) / "events.jsonl"
         desc = (
-            f"videotestsrc is-live=true pattern=ball ! "
+            f"videotestsrc is-live=true pattern=smpte horizontal-speed=4 ! "
             f"video/x-raw,format=I420,width={w},height={h},framerate={s['fps']}/1 ! "
             f"hcmlaction name=act model={card} mode={s['mode']} stride={s['stride']} "
             f"events={events} ! fakesink name=sink sync=false"

@@ -4,8 +4,12 @@ Pipeline (in a child process), per N::
 
     funnel name=f ! hcmlaction name=act model=CARD mode=async stride=1 max-batch=B !
         fakesink name=sink sync=false
-    videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width=1280,height=720,
-        framerate=30/1 ! f.      (N times)
+    videotestsrc is-live=true pattern=smpte horizontal-speed=4 !
+        video/x-raw,format=I420,width=1280,height=720,framerate=30/1 ! f.      (N times)
+
+The sources scroll SMPTE bars (moving content at 1.8 ms a 720p frame on the 2-core EPYC);
+``pattern=ball``, used until 2026-12-01, costs 7.3 ms a frame to draw there, so N ball sources
+took the cores the element was being measured on.
 
 Per N, over ``--seconds`` after a warm-up: predictions per stream (min/max), event latency
 p50/p99 (running time when the element posts the event minus the window's last frame's PTS,
@@ -46,7 +50,7 @@ P99_LIMIT_MS = 100.0
 
 def _description(card: Path, n: int, w: int, h: int, fps: int, max_batch: int) -> str:
     sources = " ".join(
-        f"videotestsrc is-live=true pattern=ball ! "
+        f"videotestsrc is-live=true pattern=smpte horizontal-speed=4 ! "
         f"video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 ! f."
         for _ in range(n)
     )
