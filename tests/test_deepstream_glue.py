@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from hcml.stream import deepstream
+from hcml.gst import deepstream
 
 _new_capsule = ctypes.PYFUNCTYPE(
     ctypes.py_object, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p

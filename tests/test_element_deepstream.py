@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
+from hcml.gst import deepstream
 from hcml.labels import LABELS
-from hcml.stream import deepstream
 
 pytestmark = pytest.mark.gpu
 

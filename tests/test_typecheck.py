@@ -1,7 +1,7 @@
 """The TensorRT and DeepStream modules type-checked against NVIDIA's APIs, without a GPU.
 
 mypy checks hcml/backends/tensorrt_backend.py, hcml/export/tensorrt.py and
-hcml/stream/deepstream.py against the ``tensorrt-stubs`` and ``pyds-stubs`` packages, which
+hcml/gst/deepstream.py against the ``tensorrt-stubs`` and ``pyds-stubs`` packages, which
 ``make setup`` installs (--no-deps) into ``.venv/typestubs`` (setup.py's dev extra says why not
 as requirements). The stubs are copied and two kinds of syntax defect in tensorrt-stubs'
 generated ``tensorrt.pyi`` are repaired first (a parameter named ``in``; a parameter without a
@@ -27,7 +27,7 @@ STUBS = Path(os.environ.get("HCML_TYPESTUBS", ROOT / ".venv" / "typestubs"))
 MODULES = [
     "hcml/backends/tensorrt_backend.py",
     "hcml/export/tensorrt.py",
-    "hcml/stream/deepstream.py",
+    "hcml/gst/deepstream.py",
 ]
 CONFIG = """\
 [mypy]

@@ -22,10 +22,9 @@ gi.require_version("GstVideo", "1.0")
 from gi.repository import GLib, GObject, Gst, GstBase, GstVideo  # noqa: E402
 
 from hcml import DEFAULT_CARD  # noqa: E402
-from hcml.gst import floating, roi_meta  # noqa: E402
-from hcml.stream import deepstream  # noqa: E402
+from hcml.gst import deepstream, floating, roi_meta  # noqa: E402
+from hcml.gst.video import plane_layout  # noqa: E402
 from hcml.stream.engine import StreamEngine  # noqa: E402
-from hcml.stream.gstvideo import plane_layout  # noqa: E402
 from hcml.stream.preprocess import Preprocessor  # noqa: E402
 from hcml.stream.rois import (  # noqa: E402
     ObjectTracks,

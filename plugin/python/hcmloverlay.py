@@ -17,7 +17,7 @@ gi.require_version("GstVideo", "1.0")
 from gi.repository import GObject, Gst, GstBase, GstVideo  # noqa: E402
 
 from hcml.gst import floating, roi_meta  # noqa: E402
-from hcml.stream.gstvideo import plane_layout  # noqa: E402
+from hcml.gst.video import plane_layout  # noqa: E402
 from hcml.stream.overlay import OverlayPainter  # noqa: E402
 from hcml.stream.rois import object_id_of  # noqa: E402
 
