@@ -58,13 +58,13 @@ SUBCOMMANDS: list[tuple[str, str | None, str, str]] = [
     ),
     (
         "run",
-        "hcml.stream.run_cli",
+        "hcml.gst.run_cli",
         "run hcmlaction on a file, URI, camera, RTP port or pipeline file",
         "#8",
     ),
     (
         "game-server",
-        "hcml.stream.game_server",
+        "hcml.gst.game_server",
         "stream a synthetic motion game over RTP/H.264 with its ground-truth schedule",
         "#8",
     ),

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from hcml.gst.run_cli import add_arguments, build_pipeline, parse_rtp, source_description
 from hcml.labels import LABELS
-from hcml.stream.run_cli import add_arguments, build_pipeline, parse_rtp, source_description
 
 pytestmark = pytest.mark.gst
 TOUR = Path(__file__).parent / "data" / "motion_tour_112.mp4"

@@ -380,7 +380,7 @@ def test_async_mode_gives_the_same_per_object_results():
 
 
 def test_run_prints_object_id_and_box():
-    from hcml.stream.run_cli import format_prediction
+    from hcml.gst.run_cli import format_prediction
 
     line = format_prediction({"pts": 2_000_000_000, "stream": "abcdef123456", "label": "move_left",
                               "score": 0.5, "window-start-pts": 0, "window-end-pts": 2_000_000_000,

@@ -14,8 +14,8 @@ import pytest
 from gst_helpers import free_udp_port, start_client, stop_client
 
 from hcml.labels import LABELS
+from hcml.stream.game_scene import GameScene, class_schedule
 from hcml.stream.game_score import format_report, load_events, score
-from hcml.stream.game_server import GameScene, class_schedule
 
 # The shipped card (held-out top-1 98.2 %) scored 0.894 (84/94 windows) on this loop (the 20 s
 # stream below, seed 3) in each of 3 runs on the 2-core machine (docs/PIPELINES.md; the card

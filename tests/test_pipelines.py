@@ -17,7 +17,7 @@ from gst_helpers import (
     stop_client,
 )
 
-from hcml.stream.run_cli import PIPELINES, add_arguments, build_pipeline, source_description
+from hcml.gst.run_cli import PIPELINES, add_arguments, build_pipeline, source_description
 
 pytestmark = pytest.mark.gst
 TOUR = Path(__file__).parent / "data" / "motion_tour_112.mp4"  # 384 frames, 112x112, 25 fps

@@ -261,7 +261,7 @@ def _streams(Gst, job: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> int:
-    from hcml.stream.run_cli import gst_environment
+    from hcml.gst.environment import gst_environment
 
     gst_environment()
     import gi

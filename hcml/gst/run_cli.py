@@ -42,15 +42,14 @@ import re
 import signal
 import socket
 import sys
-import sysconfig
 import threading
 import time
 from pathlib import Path
 
 from hcml import DEFAULT_CARD
-from hcml.stream.run_errors import Explainer
+from hcml.gst.environment import REPO_ROOT, gst_environment
+from hcml.gst.run_errors import Explainer
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 PIPELINES = REPO_ROOT / "pipelines"
 
 
@@ -98,28 +97,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="print nothing but errors and the summary")
     p.add_argument("--print-pipeline", action="store_true", help="print the pipeline and exit")
-
-
-def gst_environment(registry_dir: Path | None = None) -> None:
-    """Set what GStreamer needs to find ``hcmlaction`` before ``Gst.init`` (kept if already set).
-
-    ``GST_PLUGIN_PATH`` gets the folder holding ``python/``; ``PYTHONPATH`` gets this interpreter's
-    site-packages and the repository (the plugin scanner is a separate process); ``GST_REGISTRY``
-    defaults to a file of our own, so a registry cached without the Python loader cannot hide it.
-    """
-    plugin_dir = str(REPO_ROOT / "plugin")
-    paths = os.environ.get("GST_PLUGIN_PATH", "").split(os.pathsep)
-    if plugin_dir not in paths:
-        os.environ["GST_PLUGIN_PATH"] = os.pathsep.join(p for p in [plugin_dir, *paths] if p)
-    py = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-    want = [sysconfig.get_paths()["purelib"], str(REPO_ROOT)]
-    os.environ["PYTHONPATH"] = os.pathsep.join([*want, *(p for p in py if p and p not in want)])
-    if "GST_REGISTRY" not in os.environ:
-        from hcml.data.cache import synth_cache_dir
-
-        folder = registry_dir or synth_cache_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        os.environ["GST_REGISTRY"] = str(folder / "gst-registry.bin")
 
 
 def _quote(value: str) -> str:
