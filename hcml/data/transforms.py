@@ -84,6 +84,8 @@ class ClipAugment:
     * ``hflip``: probability of a horizontal mirror; the label is swapped by ``hflip_swap``
       (names; default ``HFLIP_SWAP``) and labels absent from it are taken as mirror-invariant.
     * ``brightness`` / ``contrast``: per-clip jitter amplitudes (0 = off).
+    * ``lighting``: a gain ramp over the clip, frame t scaled by 1 + d (2 t / (T - 1) - 1) with
+      d drawn in [-lighting, lighting] per clip (the generator's lighting drift; 0 = off).
     * ``reverse``: probability of playing the clip backwards with the label replaced by its
       reversal twin (``reverse_twin``, names); off by default.
 
@@ -96,6 +98,7 @@ class ClipAugment:
     brightness: float = 0.0
     contrast: float = 0.0
     reverse: float = 0.0
+    lighting: float = 0.0
     labels: Sequence[str] = LABELS
     hflip_swap: dict[str, str] | None = None
     reverse_twin: dict[str, str] | None = None
@@ -148,4 +151,9 @@ class ClipAugment:
             x = clip.float()
             mean = x.mean()
             clip = ((x - mean) * c + mean + b).round().clamp(0, 255).to(torch.uint8)
+        if self.lighting > 0:
+            d = rng.uniform(-self.lighting, self.lighting)
+            ramp = 1.0 + d * torch.linspace(-1.0, 1.0, t)
+            x = clip.float() * ramp.view(t, 1, 1, 1)
+            clip = x.round().clamp(0, 255).to(torch.uint8)
         return clip.contiguous(), label

@@ -16,9 +16,12 @@ Schema (every key optional unless marked; unknown keys are errors naming the key
       options: {}                  # more create_model overrides (beta, levels, dropout, ...)
       train: {}                    # side-branch options (hcml.model.registry.TRAIN_DEFAULTS)
     data:
-      train: synth | {synth: {seed, frames, size, length, cache}} | PATH   # default synth
-                                   # (seed = recipe seed); cache: render `length` clips once,
-                                   # stored at this side (px) in $HCML_CACHE (RenderedClips)
+      train: synth | {synth: {seed, frames, size, length, cache, style, styles}} | PATH
+                                   # default synth (seed = recipe seed); cache: render `length`
+                                   # clips once, stored at this side (px) in $HCML_CACHE
+                                   # (RenderedClips); style: classic | train | style-shift;
+                                   # styles: {STYLE: clips, ...} mixes looks (one cache each,
+                                   # concatenated; replaces length and style, needs cache)
              | {unlabelled: {path, fps, camera, min_crop}}   # unlabelled video (folder, list
                                    # file or videos.json) for flow / progressive stages only
       val: DATASET SPEC | null     # e.g. "synth:seed=999,clips=4" or a folder / CSV
@@ -26,7 +29,8 @@ Schema (every key optional unless marked; unknown keys are errors naming the key
       workers: int = 0
       frame_step: int = 1
       sampling: random | uniform | start = random
-      augment: {scale, hflip, brightness, contrast, reverse}
+      augment: {scale, hflip, brightness, contrast, reverse, lighting}   # lighting: a gain
+                                   # ramp over the clip (ClipAugment)
     optim: {lr, weight_decay, warmup, grad_clip, amp, min_lr}   # defaults for every stage
     log_every: int = 10
     ckpt_every: int = 100
@@ -163,7 +167,14 @@ def validate_recipe(raw: Any, source: str = "<recipe>") -> dict[str, Any]:
         )
     data["augment"] = _check(
         dict(data.get("augment", {})),
-        {"scale": _NUM, "hflip": _NUM, "brightness": _NUM, "contrast": _NUM, "reverse": _NUM},
+        {
+            "scale": _NUM,
+            "hflip": _NUM,
+            "brightness": _NUM,
+            "contrast": _NUM,
+            "reverse": _NUM,
+            "lighting": _NUM,
+        },
         f"{source}: data.augment",
     )
     if isinstance(data["train"], dict) and "unlabelled" in data["train"]:
@@ -181,11 +192,37 @@ def validate_recipe(raw: Any, source: str = "<recipe>") -> dict[str, Any]:
         _check(data["train"], {"synth": dict}, f"{source}: data.train")
         _check(
             data["train"].get("synth", {}),
-            {"seed": int, "frames": int, "size": int, "length": int, "cache": int},
+            {
+                "seed": int,
+                "frames": int,
+                "size": int,
+                "length": int,
+                "cache": int,
+                "style": str,
+                "styles": dict,
+            },
             f"{source}: data.train.synth",
         )
         syn = data["train"].get("synth", {})
-        if "cache" in syn and "length" not in syn:
+        from hcml.data.synth import get_style
+
+        for name in [syn.get("style", "classic"), *syn.get("styles", {})]:
+            try:
+                get_style(name)
+            except ValueError as e:
+                raise RecipeError(f"{source}: data.train.synth: {e}") from None
+        if "styles" in syn:
+            if "length" in syn or "style" in syn or "cache" not in syn:
+                raise RecipeError(
+                    f"{source}: data.train.synth.styles ({{STYLE: clips}}) needs cache and "
+                    "replaces length and style"
+                )
+            bad = [k for k, v in syn["styles"].items() if not isinstance(v, int) or v < 1]
+            if bad or not syn["styles"]:
+                raise RecipeError(
+                    f"{source}: data.train.synth.styles: a clip count >= 1 a style ({bad})"
+                )
+        if "cache" in syn and "length" not in syn and "styles" not in syn:
             raise RecipeError(
                 f"{source}: data.train.synth.cache needs a finite length (clips to render once)"
             )

@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from hcml.training.recipe import RecipeError
@@ -101,6 +102,31 @@ def build_module(recipe: dict[str, Any]) -> torch.nn.Module:
     return HCMLTrainingWrapper(net)
 
 
+class MixedClips:
+    """Sources one after another (items of the first, then of the second, ...); same labels."""
+
+    def __init__(self, sources: list):
+        self.sources = sources
+        self.labels = list(sources[0].labels)
+        self.offsets = np.cumsum([0] + [len(s) for s in sources])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def _where(self, index: int) -> tuple[Any, int]:
+        k = int(np.searchsorted(self.offsets, index, side="right")) - 1
+        return self.sources[k], index - int(self.offsets[k])
+
+    def label_of(self, index: int) -> int:
+        src, i = self._where(index)
+        return src.label_of(i)
+
+    def load(self, index: int, rng: np.random.Generator | None = None):
+        """Clip ``index``: (uint8 [T, S, S, 3], label) from the source that holds it."""
+        src, i = self._where(index)
+        return src.load(i, rng)
+
+
 def build_datasets(recipe: dict[str, Any], cfg: dict[str, Any], progress: bool = True):
     """(train ClipDataset, its length or None, val ClipDataset or None) for model config cfg.
 
@@ -125,13 +151,35 @@ def build_datasets(recipe: dict[str, Any], cfg: dict[str, Any], progress: bool =
             syn.get("frames", span),
             syn.get("size", size[0]),
         )
-        if "cache" in syn:
+        style = syn.get("style", "classic")
+        if "styles" in syn:
+            source = MixedClips(
+                [
+                    RenderedClips(
+                        seed,
+                        n_frames,
+                        side,
+                        k,
+                        store_size=syn["cache"],
+                        progress=progress,
+                        style=st,
+                    )
+                    for st, k in syn["styles"].items()
+                ]
+            )
+        elif "cache" in syn:
             source = RenderedClips(
-                seed, n_frames, side, syn["length"], store_size=syn["cache"], progress=progress
+                seed,
+                n_frames,
+                side,
+                syn["length"],
+                store_size=syn["cache"],
+                progress=progress,
+                style=style,
             )
         else:
-            source = SyntheticClips(seed, n_frames, side, length=syn.get("length"))
-        n = syn.get("length")
+            source = SyntheticClips(seed, n_frames, side, length=syn.get("length"), style=style)
+        n = len(source) if "styles" in syn else syn.get("length")
     else:
         source = open_dataset(train)
         n = len(source)
