@@ -14,7 +14,7 @@ from hcml.labels import LABELS
 
 pytestmark = pytest.mark.gpu
 
-# Runs a pipeline to EOS in a child (as tests/gst_helpers.py does) and prints, as one JSON
+# Runs a pipeline to EOS in a child (as hcml.gst.runner does) and prints, as one JSON
 # list, every NvDsLabelInfo found on the buffers that reach the sink: batch meta -> frame meta
 # -> object meta -> classifier meta -> label info, read with pyds as NVIDIA's samples do.
 _READ_META = r"""

@@ -342,19 +342,9 @@ def bar_plot(
 
 # ------------------------------------------------------------------------------ child runs
 def run_gst_jobs(jobs: list[dict[str, Any]], timeout: float) -> list[dict[str, Any]]:
-    """Run GStreamer jobs in a child process (``hcml.bench.gst_child``); one dict a job."""
-    import subprocess
-    import sys
+    """Run timing jobs (``kind``: ``file`` (default), ``live``, ``streams``, the functions of
+    ``hcml.bench.gst_jobs``) in one child process of ``hcml.gst.runner``; one dict a job."""
+    from hcml.gst.runner import run_jobs
 
-    proc = subprocess.run(
-        [sys.executable, "-m", "hcml.bench.gst_child"],
-        input=json.dumps(jobs),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO_ROOT,
-    )
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or len(lines) != len(jobs):
-        raise RuntimeError(f"GStreamer child failed (rc {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return [json.loads(line) for line in lines]
+    named = [{**j, "kind": f"hcml.bench.gst_jobs:{j.get('kind', 'file')}"} for j in jobs]
+    return run_jobs(named, timeout=timeout, cwd=REPO_ROOT)

@@ -1,30 +1,30 @@
-"""The GStreamer side of ``hcml bench element`` and ``latency``, run in a child process.
+"""The timing jobs of ``hcml bench element``, ``latency`` and ``streams``, run by
+``hcml.gst.runner`` in its child process (kind ``hcml.bench.gst_jobs:NAME``; see
+``hcml.bench.common.run_gst_jobs``). Each is ``NAME(Gst, job) -> dict``:
 
-GStreamer's libav plugin and PyAV's bundled FFmpeg abort when loaded into one process, and a
-child gives every measurement a clean process (CPU time, RSS and fds are its own), so the
-suites hand this module a JSON list of jobs on stdin and read one JSON line a job back.
-It never imports PyAV. Jobs:
+* ``file`` (``{"description", "preroll": true, "timeout"}``): preroll (model loading, first
+  frame; skipped with ``"preroll": false``), then time PLAYING -> EOS: ``frames`` (fakesink
+  ``sink``'s rendered count), ``wall_s``, ``cpu_s`` (this process, every thread:
+  ``time.process_time``), ``predictions`` (hcml-action bus messages); no EOS within ``timeout``
+  (s, default 600) is an error naming every element's state;
+* ``live`` (``{"description", "seconds", "interval"}``): a live pipeline whose ``hcmlaction`` is
+  named ``act``; per interval the event latency percentiles (see ``hcml.bench.latency``),
+  frames, predictions, windows dropped, RSS and open fds;
+* ``streams`` (``{"description", "seconds"}``): several live sources into one ``hcmlaction``
+  named ``act`` (``hcml bench streams``): buffers into and out of it, event latency per stream,
+  predictions and windows dropped per stream, CPU time.
 
-* ``{"kind": "file", "description", "preroll": true}``: preroll (model loading, first frame;
-  skipped with ``"preroll": false``), then time PLAYING
-  -> EOS: ``frames`` (fakesink ``sink``'s rendered count), ``wall_s``, ``cpu_s`` (this process,
-  every thread: ``time.process_time``), ``predictions`` (hcml-action bus messages);
-* ``{"kind": "live", "description", "seconds", "interval"}``: a live pipeline whose
-  ``hcmlaction`` is named ``act``; per interval the event latency percentiles (see
-  ``hcml.bench.latency``), frames, predictions, windows dropped, RSS and open fds;
-* ``{"kind": "streams", "description", "seconds"}``: several live sources into one
-  ``hcmlaction`` named ``act`` (``hcml bench streams``): buffers into and out of it, event
-  latency per stream, predictions and windows dropped per stream, CPU time.
+The child never imports PyAV (see ``hcml.gst.runner``).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 import threading
 import time
 from typing import Any
+
+from hcml.gst.runner import element_states, error_text
 
 
 def _rss_mib() -> float:
@@ -39,13 +39,7 @@ def _fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def _error(msg) -> str:
-    err, debug = msg.parse_error()
-    detail = f" ({debug.strip().splitlines()[-1]})" if debug and debug.strip() else ""
-    return f"{msg.src.get_name()}: {err.message}{detail}"
-
-
-def _file(Gst, job: dict[str, Any]) -> dict[str, Any]:
+def file(Gst, job: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"errors": [], "eos": False, "predictions": 0}
     pipeline = Gst.parse_launch(job["description"])
     bus = pipeline.get_bus()
@@ -55,19 +49,23 @@ def _file(Gst, job: dict[str, Any]) -> dict[str, Any]:
             ok, _, _ = pipeline.get_state(job.get("timeout", 120) * Gst.SECOND)
             if ok == Gst.StateChangeReturn.FAILURE:
                 msg = bus.pop_filtered(Gst.MessageType.ERROR)
-                out["errors"].append(_error(msg) if msg else "preroll failed")
+                out["errors"].append(error_text(msg) if msg else "preroll failed")
                 return out
         t0, c0 = time.perf_counter(), time.process_time()
         pipeline.set_state(Gst.State.PLAYING)
-        deadline = time.monotonic() + job.get("timeout", 600)
-        while time.monotonic() < deadline:
+        timeout = job.get("timeout", 600)
+        deadline = time.monotonic() + timeout
+        while True:
+            if time.monotonic() >= deadline:
+                out["errors"].append(f"timeout: no EOS in {timeout} s; {element_states(pipeline)}")
+                break
             msg = bus.timed_pop(50 * Gst.MSECOND)
             if msg is None:
                 continue
             if msg.type == Gst.MessageType.ELEMENT and msg.has_name("hcml-action"):
                 out["predictions"] += 1
             elif msg.type == Gst.MessageType.ERROR:
-                out["errors"].append(_error(msg))
+                out["errors"].append(error_text(msg))
                 break
             elif msg.type == Gst.MessageType.EOS:
                 out["eos"] = True
@@ -82,7 +80,7 @@ def _file(Gst, job: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _live(Gst, job: dict[str, Any]) -> dict[str, Any]:
+def live(Gst, job: dict[str, Any]) -> dict[str, Any]:
     from hcml.bench.common import percentiles
 
     pipeline = Gst.parse_launch(job["description"])
@@ -133,7 +131,7 @@ def _live(Gst, job: dict[str, Any]) -> dict[str, Any]:
         ok, _, _ = pipeline.get_state(120 * Gst.SECOND)
         if ok == Gst.StateChangeReturn.FAILURE:
             msg = bus.pop_filtered(Gst.MessageType.ERROR)
-            return {"errors": [_error(msg) if msg else "could not start"], "intervals": []}
+            return {"errors": [error_text(msg) if msg else "could not start"], "intervals": []}
         start = time.monotonic()
         rss0, fds0 = _rss_mib(), _fds()
         last_frames, last_dropped, last_preds = box["frames"], 0, 0
@@ -164,7 +162,7 @@ def _live(Gst, job: dict[str, Any]) -> dict[str, Any]:
                     break
             msg = bus.timed_pop(min(100, max(1, int(1000 * (next_mark - now)))) * Gst.MSECOND)
             if msg is not None and msg.type == Gst.MessageType.ERROR:
-                box["errors"].append(_error(msg))
+                box["errors"].append(error_text(msg))
                 break
         pipeline.send_event(Gst.Event.new_eos())
         bus.timed_pop_filtered(10 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
@@ -179,7 +177,7 @@ def _live(Gst, job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _streams(Gst, job: dict[str, Any]) -> dict[str, Any]:
+def streams(Gst, job: dict[str, Any]) -> dict[str, Any]:
     """Live sources (their own timelines from 0, as ``is-live`` sources have) through ``act``."""
     pipeline = Gst.parse_launch(job["description"])
     act = pipeline.get_by_name("act")
@@ -216,7 +214,7 @@ def _streams(Gst, job: dict[str, Any]) -> dict[str, Any]:
         ok, _, _ = pipeline.get_state(120 * Gst.SECOND)
         if ok == Gst.StateChangeReturn.FAILURE:
             msg = bus.pop_filtered(Gst.MessageType.ERROR)
-            return {"errors": [_error(msg) if msg else "could not start"]}
+            return {"errors": [error_text(msg) if msg else "could not start"]}
         warm = float(job.get("warmup", 3.0))  # model loaded, first windows filled
         time.sleep(warm)
         with lock:
@@ -229,7 +227,7 @@ def _streams(Gst, job: dict[str, Any]) -> dict[str, Any]:
         while time.monotonic() < deadline:
             msg = bus.timed_pop(100 * Gst.MSECOND)
             if msg is not None and msg.type == Gst.MessageType.ERROR:
-                box["errors"].append(_error(msg))
+                box["errors"].append(error_text(msg))
                 break
         wall, cpu = time.monotonic() - t0, time.process_time() - c0
         with lock:
@@ -258,35 +256,3 @@ def _streams(Gst, job: dict[str, Any]) -> dict[str, Any]:
         "dropped": dropped,
         "batches": batches[-500:],
     }
-
-
-def main() -> int:
-    from hcml.gst.environment import gst_environment
-
-    gst_environment()
-    import gi
-
-    gi.require_version("Gst", "1.0")
-    from gi.repository import GLib, Gst
-
-    Gst.init(None)
-    jobs = json.loads(sys.stdin.read())
-    if any("hcmlaction" in j["description"] for j in jobs) and not Gst.ElementFactory.find(
-        "hcmlaction"
-    ):
-        print(f"hcmlaction not found (GST_PLUGIN_PATH={os.environ.get('GST_PLUGIN_PATH')})",
-              file=sys.stderr)  # fmt: skip
-        return 3
-    for job in jobs:
-        try:
-            kind = {"live": _live, "streams": _streams}.get(job["kind"], _file)
-            result = kind(Gst, job)
-        except GLib.Error as e:
-            result = {"errors": [f"cannot build the pipeline: {e.message}"]}
-        result["gstreamer"] = Gst.version_string()
-        print(json.dumps(result), flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
