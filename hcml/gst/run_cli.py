@@ -17,8 +17,9 @@ SRC forms (first match wins):
 
 A source is everything before ``hcmlaction`` in its pipeline file; ``--overlay`` adds the sink
 part of ``pipelines/annotated.pipeline`` (everything after ``hcmlaction``). ``--detect hog``
-puts ``hcmldetect`` (OpenCV's HOG people detector + an IoU tracker) in front of
-``hcmlaction``, which then classifies each tracked person (per-object predictions carry
+(OpenCV's HOG people detector) or ``--detect motion`` (what moves) puts ``hcmldetect`` (the
+detector + an IoU tracker) in front of ``hcmlaction``, also in a pipeline file, which then
+classifies each tracked object (per-object predictions carry
 ``object-id`` and ``box`` [x, y, w, h] frame pixels). So each pipeline
 string lives in one place, the files in ``pipelines/`` (see docs/PIPELINES.md).
 
@@ -77,9 +78,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--detect",
-        choices=["hog"],
+        choices=["hog", "motion"],
         help="run a CPU detector in front of hcmlaction and classify each tracked object "
-        "(hog: OpenCV's bundled people detector)",
+        "(hog: OpenCV's bundled people detector; motion: what moves)",
     )
     p.add_argument(
         "--detect-interval",
@@ -228,11 +229,23 @@ def element_description(model: Path, events: str | None, props: list[str]) -> st
 def build_pipeline(args: argparse.Namespace) -> str:
     """The whole gst-launch description that ``hcml run`` plays."""
     src = Path(args.source)
+    detect = ""
+    if getattr(args, "detect", None):
+        if getattr(args, "detect_interval", 5) < 1:
+            raise ValueError(f"--detect-interval must be >= 1, got {args.detect_interval}")
+        detect = f"hcmldetect method={args.detect} interval={args.detect_interval} ! "
     if src.suffix == ".pipeline" and src.is_file():
         text = read_pipeline(src)
-        if args.set:  # the properties go to the file's (one) hcmlaction
+        if args.set or detect:  # the properties / detector go to the file's (one) hcmlaction
             head, action, tail = split_pipeline(text, str(src))
-            text = " ! ".join([head, " ".join([action, *property_assignments(args.set)]), tail])
+            if detect and ("hcmldetect" in text or "memory:NVMM" in text):
+                why = "has its own hcmldetect" if "hcmldetect" in text else "feeds NVMM buffers"
+                raise ValueError(
+                    f"{src}: --detect cannot be added, the pipeline {why}; "
+                    "set the detector in the file instead"
+                )
+            action = " ".join([action, *property_assignments(args.set)])
+            text = " ! ".join([head, detect + action, tail])
         values = {"MODEL": str(args.model), "EVENTS": args.events or ""}
         values.update({k: v for k, v in (("SRC", args.input), ("OUT", args.output)) if v})
         return fill(text, values, str(src))
@@ -242,11 +255,6 @@ def build_pipeline(args: argparse.Namespace) -> str:
     else:
         tail = "fakesink"
     sync = " sync=true" if args.realtime else ""
-    detect = ""
-    if getattr(args, "detect", None):
-        if getattr(args, "detect_interval", 5) < 1:
-            raise ValueError(f"--detect-interval must be >= 1, got {args.detect_interval}")
-        detect = f"hcmldetect method={args.detect} interval={args.detect_interval} ! "
     return f"{source_description(args.source)} ! {detect}{action} ! {tail}{sync}"
 
 
