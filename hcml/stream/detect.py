@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["HogPeopleDetector", "IouTracker", "Track", "iou"]
+__all__ = ["HogPeopleDetector", "IouTracker", "MotionDetector", "Track", "iou"]
 
 
 def iou(a, b) -> float:
@@ -58,6 +58,111 @@ class HogPeopleDetector:
             if all(iou(box, k) < self.nms_iou and not _inside(box, k) for k, _ in kept):
                 kept.append((box, w))
         return kept
+
+
+class MotionDetector:
+    """What moves: grey frames [H, W] uint8, every frame in order -> boxes of changed regions.
+
+    Frame differencing over a short history (a motion-history image): a pixel is moving while
+    it changed by more than ``threshold`` grey levels (after a ``blur`` x ``blur`` Gaussian)
+    between two consecutive frames within the last ``history`` frames. The moving pixels are
+    dilated by ``gap`` px (parts of one object join), split into connected components, those
+    with fewer than ``min_area`` moving pixels dropped, and boxes that overlap merged. A box is
+    where something moved during the last ``history`` frames (an object's swept area), so it
+    holds still while the object moves inside it. ``update`` takes every frame; ``boxes``
+    reads the regions (any frame, e.g. every ``interval``-th); ``__call__`` does both.
+    """
+
+    def __init__(
+        self,
+        threshold: float = 6.0,
+        history: int = 16,
+        min_area: int = 64,
+        gap: int = 2,
+        blur: int = 3,
+    ):
+        import cv2
+
+        if threshold <= 0 or history < 1 or min_area < 1 or gap < 0 or blur < 1 or blur % 2 == 0:
+            raise ValueError(
+                "motion detector: threshold > 0, history >= 1, min_area >= 1, gap >= 0 and an "
+                f"odd blur >= 1 expected, got {threshold}, {history}, {min_area}, {gap}, {blur}"
+            )
+        self.cv2 = cv2
+        self.threshold, self.history = float(threshold), int(history)
+        self.min_area, self.gap, self.blur = int(min_area), int(gap), int(blur)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the history (a new stream or a seek)."""
+        self.prev: np.ndarray | None = None
+        self.age: np.ndarray | None = None  # frames since each pixel last changed
+
+    def update(self, grey: np.ndarray) -> None:
+        """Feed the next frame, grey uint8 [H, W]."""
+        cv2 = self.cv2
+        g = np.ascontiguousarray(grey, dtype=np.uint8)
+        if self.blur > 1:
+            g = cv2.GaussianBlur(g, (self.blur, self.blur), 0)
+        if self.prev is None or self.prev.shape != g.shape:
+            self.prev = g
+            self.age = np.full(g.shape, self.history, np.int32)
+            return
+        changed = cv2.absdiff(g, self.prev) > self.threshold
+        self.prev = g
+        np.minimum(self.age + 1, self.history, out=self.age)
+        self.age[changed] = 0
+
+    def boxes(self) -> list[tuple[tuple[int, int, int, int], float]]:
+        """[((x, y, w, h), share of moving pixels in the box)], largest first."""
+        if self.age is None:
+            return []
+        cv2 = self.cv2
+        moving = (self.age < self.history).astype(np.uint8)
+        grown = moving
+        if self.gap:
+            k = 2 * self.gap + 1
+            grown = cv2.dilate(moving, np.ones((k, k), np.uint8))
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(grown, connectivity=8)
+        h, w = moving.shape
+        found = []
+        for i in range(1, n):
+            x, y, bw, bh, _ = (int(v) for v in stats[i])
+            # back to the moving pixels' extent (the dilation grew it by ``gap``)
+            x0, y0 = min(x + self.gap, w - 1), min(y + self.gap, h - 1)
+            x1, y1 = max(x0 + 1, x + bw - self.gap), max(y0 + 1, y + bh - self.gap)
+            found.append([x0, y0, x1, y1])
+        found = _merge_overlapping(found)
+        out = []
+        for x0, y0, x1, y1 in found:
+            area = int(moving[y0:y1, x0:x1].sum())
+            if area >= self.min_area:
+                out.append(((x0, y0, x1 - x0, y1 - y0), area / ((x1 - x0) * (y1 - y0))))
+        out.sort(key=lambda bs: -bs[0][2] * bs[0][3])
+        return out
+
+    def __call__(self, grey: np.ndarray) -> list[tuple[tuple[int, int, int, int], float]]:
+        self.update(grey)
+        return self.boxes()
+
+
+def _merge_overlapping(boxes: list[list[int]]) -> list[list[int]]:
+    """Union (x0, y0, x1, y1) boxes that overlap until none do."""
+    boxes = [list(b) for b in boxes]
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                a, b = boxes[i], boxes[j]
+                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
+                    boxes[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
+                    del boxes[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return boxes
 
 
 def _inside(a, b, share: float = 0.8) -> bool:

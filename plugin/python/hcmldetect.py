@@ -1,10 +1,13 @@
-"""hcmldetect: a CPU people detector + IoU tracker that attaches GstVideoRegionOfInterestMeta.
+"""hcmldetect: a CPU detector + IoU tracker that attaches GstVideoRegionOfInterestMeta.
 
-For demos and tests of ``hcmlaction``'s per-object mode (``hcml run SRC --detect hog``):
-OpenCV's bundled HOG people detector runs every ``interval``-th frame; between detections the
-last tracked boxes are attached again. Each ROI meta has type ``person``, its ``id`` set to
-the track id and a ``detection`` param (``id``, ``weight``). Frames pass through untouched.
-The logic lives in ``hcml.stream.detect``.
+For demos and tests of ``hcmlaction``'s per-object mode (``hcml run SRC --detect hog|motion``):
+``method=hog``: OpenCV's bundled HOG people detector (ROI type ``person``); ``method=motion``:
+what moves, by frame differencing over a short history (ROI type ``motion``; it sees every
+frame, its boxes are read every ``interval``-th). Detection runs every ``interval``-th frame;
+between detections the last tracked boxes are attached again. Each ROI meta has its ``id`` set
+to the track id (ids are never reused) and a ``detection`` param (``id``, ``weight``: the SVM
+weight, or the share of moving pixels in the box). Frames pass through untouched. The logic
+lives in ``hcml.stream.detect``.
 """
 
 from __future__ import annotations
@@ -39,10 +42,10 @@ def _prop(kind, nick, blurb, *rest):
 
 class HcmlDetect(GstBase.BaseTransform):
     __gstmetadata__ = (
-        "HCML CPU people detector",
+        "HCML CPU detector",
         "Filter/Analyzer/Video",
-        "OpenCV HOG people detector with an IoU tracker; attaches region-of-interest meta "
-        "with track ids for hcmlaction's per-object mode",
+        "OpenCV HOG people detector or motion detector with an IoU tracker; attaches "
+        "region-of-interest meta with track ids for hcmlaction's per-object mode",
         "hcml developers",
     )
     __gsttemplates__ = (
@@ -50,13 +53,20 @@ class HcmlDetect(GstBase.BaseTransform):
         Gst.PadTemplate.new("sink", Gst.PadDirection.SINK, Gst.PadPresence.ALWAYS, CAPS),
     )
     __gproperties__ = PROPERTIES = {
-        "method": _prop(str, "Method", "Detector: hog (OpenCV's bundled people detector)", "hog"),
+        "method": _prop(str, "Method", "Detector: hog (OpenCV's bundled people detector) or "
+                        "motion (what moves: frame differencing over a short history)", "hog"),
         "interval": _prop(int, "Interval", "Detect every N-th frame; in between the last "
                           "tracked boxes are attached", 1, 1000, 5),
         "scale": _prop(float, "Scale", "Resize frames by this before detecting (people must be "
                        "about 128 px tall after it)", 0.1, 4.0, 1.0),
         "min-weight": _prop(float, "Min weight", "Drop detections whose SVM weight is below "
                             "this", -10.0, 10.0, 0.5),
+        "threshold": _prop(float, "Threshold", "motion: grey-level change between two frames "
+                           "that counts as moving", 0.5, 255.0, 6.0),
+        "history": _prop(int, "History", "motion: frames a changed pixel keeps counting as "
+                         "moving (a box is where something moved during them)", 1, 10000, 16),
+        "min-area": _prop(int, "Min area", "motion: fewest moving pixels of a box", 1,
+                          100000000, 64),
         "max-missed": _prop(int, "Max missed", "A track ends after this many detection rounds "
                             "without a match", 0, 1000, 2),
     }  # fmt: skip
@@ -81,12 +91,15 @@ class HcmlDetect(GstBase.BaseTransform):
 
     def do_start(self) -> bool:
         p = self.props_
-        if p["method"] != "hog":
-            return self._fail(f"hcmldetect: method must be hog, got {p['method']!r}")
+        if p["method"] not in ("hog", "motion"):
+            return self._fail(f"hcmldetect: method must be hog or motion, got {p['method']!r}")
         try:
-            from hcml.stream.detect import HogPeopleDetector, IouTracker
+            from hcml.stream.detect import HogPeopleDetector, IouTracker, MotionDetector
 
-            self.detector = HogPeopleDetector(p["scale"], p["min_weight"])
+            if p["method"] == "hog":
+                self.detector = HogPeopleDetector(p["scale"], p["min_weight"])
+            else:
+                self.detector = MotionDetector(p["threshold"], p["history"], p["min_area"])
         except ImportError as err:
             return self._fail(
                 f"hcmldetect: OpenCV is not installed ({err}); pip install "
@@ -109,6 +122,8 @@ class HcmlDetect(GstBase.BaseTransform):
         restart = event.type in (Gst.EventType.STREAM_START, Gst.EventType.FLUSH_STOP)
         if restart and self.tracker is not None:
             self.tracker.tracks, self.live, self.frames = [], [], 0
+            if hasattr(self.detector, "reset"):
+                self.detector.reset()
         return GstBase.BaseTransform.do_sink_event(self, event)
 
     def _grey(self, buf):
@@ -139,23 +154,28 @@ class HcmlDetect(GstBase.BaseTransform):
     def do_transform_ip(self, buf: Gst.Buffer) -> Gst.FlowReturn:
         if self.detector is None or self.info is None:
             return Gst.FlowReturn.OK
-        if self.frames % self.props_["interval"] == 0:
+        due = self.frames % self.props_["interval"] == 0
+        motion = self.props_["method"] == "motion"
+        if due or motion:  # the motion detector sees every frame, its boxes read when due
             grey = self._grey(buf)
-            if grey is not None:
-                found = self.detector(grey)
+            if motion and grey is not None:
+                self.detector.update(grey)
+            if due and grey is not None:
+                found = self.detector.boxes() if motion else self.detector(grey)
                 self.tracker.update([b for b, _ in found])
                 # every live track, matched or coasting: an object's window stays contiguous
                 self.live = [(t.id, t.box) for t in self.tracker.tracks]
                 self.weights = {tuple(b): w for b, w in found}
         self.frames += 1
         fw, fh = self.info.width, self.info.height
+        kind = "motion" if self.props_["method"] == "motion" else "person"
         for track_id, box in self.live:
             x, y, w, h = box
             x0, y0 = max(0, x), max(0, y)  # HOG's padding can reach past the frame
             w, h = min(fw, x + w) - x0, min(fh, y + h) - y0
             if w < 1 or h < 1:
                 continue
-            ptr = roi_meta.add_roi(buf, "person", x0, y0, w, h, track_id)
+            ptr = roi_meta.add_roi(buf, kind, x0, y0, w, h, track_id)
             s = Gst.Structure.new_empty("detection")
             s.set_value("id", track_id)
             s.set_value("weight", float(self.weights.get(tuple(box), 0.0)))
