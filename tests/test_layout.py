@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,3 +158,37 @@ def _links(a: str, b: str) -> str:
     pairs = [f"{s} imports {t}" for s in sorted(GRAPH) if package_of(s) == a
              for t in sorted(GRAPH[s]) if package_of(t) == b]  # fmt: skip
     return "; ".join(pairs)
+
+
+def _map_rows() -> list[list[str]]:
+    """docs/ARCHITECTURE.md's table: per row, the paths of its first cell (bare names taken
+    relative to the folder of the path before them)."""
+    rows = []
+    for line in (ROOT / "docs" / "ARCHITECTURE.md").read_text().splitlines():
+        if not line.startswith("| `"):
+            continue
+        paths, folder = [], ""
+        for item in re.findall(r"`([^`]+)`", line.split("|")[1]):
+            path = item if "/" in item else folder + item
+            folder = path if path.endswith("/") else path.rpartition("/")[0] + "/"
+            paths.append(path)
+        rows.append([*paths, line])
+    return rows
+
+
+def test_architecture_map_names_what_exists_and_every_stream_and_gst_module():
+    rows = _map_rows()
+    named = [p for row in rows for p in row[:-1]]
+    assert len(named) > 40  # the parser reads the table
+    assert sorted(p for p in named if not (ROOT / p).exists()) == []
+    for package in ("hcml/gst", "hcml/stream"):
+        for path in sorted((ROOT / package).glob("*.py")):
+            if path.name == "__init__.py":
+                continue
+            rel = f"{package}/{path.name}"
+            in_row = any(rel in row[:-1] for row in rows)
+            in_package_row = any(
+                f"{package}/" in row[:-1] and re.search(rf"`{path.stem}[.`]", row[-1])
+                for row in rows
+            )
+            assert in_row or in_package_row, f"docs/ARCHITECTURE.md does not say what {rel} is"
