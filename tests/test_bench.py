@@ -169,7 +169,10 @@ def test_streams_rows(tmp_path, toy_card):
         assert 0 < r["predictions_min"] <= r["predictions_max"]
         assert 0 < r["latency_ms"]["p50"] <= r["latency_ms"]["p99"]
         assert r["mean_batch"] >= 1.0
-    assert "Largest N with p99" in section and "| 2 |" in section
+        # async serves live frames on the step graph: no clip call unless a backlog was dropped
+        assert r["live_step_ms"] > 0 and (r["clip_calls"] == 0 or r["dropped"] > 0)
+        assert r["live_vs_alone"] > 0 and r["step_alone_batch"] in (1, 2, 4, 8)
+    assert "Largest N with p99" in section and "| 2 |" in section and "live / alone" in section
 
 
 @pytest.mark.slow

@@ -221,6 +221,7 @@ def streams(Gst, job: dict[str, Any]) -> dict[str, Any]:
             box["lat"] = {}
         in0, out0 = box["in"], box["out"]
         engine = act.engine
+        infer = _time_backend(engine.backend)  # from here on: seconds and rows per graph
         drop0 = dict(engine.dropped_by_stream)
         c0, t0 = time.process_time(), time.monotonic()
         deadline = t0 + seconds
@@ -235,6 +236,7 @@ def streams(Gst, job: dict[str, Any]) -> dict[str, Any]:
         frames_in, frames_out = box["in"] - in0, box["out"] - out0
         dropped = {k: v - drop0.get(k, 0) for k, v in engine.dropped_by_stream.items()}
         batches = list(engine.batches)
+        infer = {k: dict(v) for k, v in infer.items()}
         pipeline.send_event(Gst.Event.new_eos())
         bus.timed_pop_filtered(10 * Gst.SECOND, Gst.MessageType.EOS | Gst.MessageType.ERROR)
         # every buffer that went in during the whole run came out (checked after EOS; a count
@@ -255,4 +257,24 @@ def streams(Gst, job: dict[str, Any]) -> dict[str, Any]:
         "latency_ms": lat,
         "dropped": dropped,
         "batches": batches[-500:],
+        "infer": infer,
     }
+
+
+def _time_backend(backend) -> dict[str, dict[str, float]]:
+    """Wrap ``backend.run_step``/``run_clip`` (this bench process only) to add up the seconds
+    and the batch rows of every call: the element's inference cost per frame, live."""
+    totals = {g: {"s": 0.0, "rows": 0, "calls": 0} for g in ("step", "clip")}
+    for graph in totals:
+        inner = getattr(backend, f"run_{graph}")
+
+        def timed(x, *rest, _inner=inner, _t=totals[graph], **kw):
+            t = time.perf_counter()
+            out = _inner(x, *rest, **kw)
+            _t["s"] += time.perf_counter() - t
+            _t["rows"] += len(x)
+            _t["calls"] += 1
+            return out
+
+        setattr(backend, f"run_{graph}", timed)
+    return totals

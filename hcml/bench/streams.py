@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -77,12 +78,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     rows = []
     with temp_dir() as tmp:
         card, card_text = bench_card(args, tmp)
+        alone = step_alone(card)
         for n in counts:
             print(f"streams: {n} live {w}x{h} @ {fps} fps sources, {seconds:.0f} s", flush=True)
             job = {"kind": "streams", "seconds": seconds,
                    "description": _description(card, n, w, h, fps, 8)}  # fmt: skip
             (r,) = run_gst_jobs([job], timeout=seconds + 300)
-            rows.append(_row(n, fps, r))
+            rows.append(_row(n, fps, r, alone))
             print(text_table(*_table({"rows": rows[-1:]})), flush=True)
     result = {
         "suite": "streams",
@@ -93,14 +95,42 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "pipeline": _description(Path("CARD"), 2, w, h, fps, 8),
         "rows": rows,
         "bound": backends_bound(),
+        "step_alone_ms": alone,
     }
     result["capacity"] = capacity(rows)
     return result
 
 
-def _row(n: int, fps: int, r: dict[str, Any]) -> dict[str, Any]:
+def step_alone(card: Path, batches=(1, 2, 4, 8), seconds: float = 1.5) -> dict[int, float]:
+    """ms per frame of the card's step graph called alone (same backend as the element's
+    default), per batch size: the reference for the live cost per frame, in the same run."""
+    import numpy as np
+
+    from hcml.backends import load_backend
+
+    backend = load_backend(card, backend="onnxruntime")
+    h, w = backend.card.input_size
+    out = {}
+    for b in batches:
+        frames = np.zeros((b, 3, h, w), np.float32)
+        state = backend.init_state(b)
+        for _ in range(3):
+            _, state = backend.run_step(frames, state)
+        calls, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            _, state = backend.run_step(frames, state)
+            calls += 1
+        out[b] = 1e3 * (time.perf_counter() - t0) / (calls * b)
+    return out
+
+
+def _row(n: int, fps: int, r: dict[str, Any], alone: dict[int, float]) -> dict[str, Any]:
     if r.get("errors"):
         return {"streams": n, "errors": r["errors"]}
+    step = r.get("infer", {}).get("step", {"s": 0.0, "rows": 0})
+    live = 1e3 * step["s"] / step["rows"] if step["rows"] else float("nan")
+    mean_batch = sum(r["batches"]) / max(len(r["batches"]), 1)
+    ref_batch = min(alone, key=lambda b: abs(b - mean_batch)) if alone else None
     lat = [x for v in r["latency_ms"].values() for x in v]
     per_stream = [len(v) for v in r["latency_ms"].values()]
     per_stream += [0] * (n - len(per_stream))
@@ -117,7 +147,11 @@ def _row(n: int, fps: int, r: dict[str, Any]) -> dict[str, Any]:
         "realtime": r["frames_in"] / (n * fps * r["wall_s"]),
         "dropped": sum(r["dropped"].values()),
         "cpu_pct": 100.0 * r["cpu_s"] / r["wall_s"],
-        "mean_batch": sum(r["batches"]) / max(len(r["batches"]), 1),
+        "mean_batch": mean_batch,
+        "live_step_ms": live,
+        "clip_calls": r.get("infer", {}).get("clip", {}).get("calls", 0),
+        "step_alone_batch": ref_batch,
+        "live_vs_alone": live / alone[ref_batch] if ref_batch else float("nan"),
     }
 
 
@@ -136,19 +170,30 @@ def capacity(rows: list[dict[str, Any]]) -> int:
 
 def _table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     headers = ["N", "preds/stream min-max", "p50 ms", "p99 ms", "frames in", "lost",
-               "real time", "dropped", "CPU %", "mean batch"]  # fmt: skip
+               "real time", "dropped", "CPU %", "mean batch", "live step ms/frame",
+               "live / alone"]  # fmt: skip
     rows = []
     for r in result["rows"]:
         if "errors" in r:
-            rows.append([r["streams"], "error: " + "; ".join(r["errors"])[:60]] + [""] * 8)
+            rows.append([r["streams"], "error: " + "; ".join(r["errors"])[:60]] + [""] * 10)
             continue
         lat = r["latency_ms"]
         rows.append(
             [r["streams"], f"{r['predictions_min']}-{r['predictions_max']}", lat["p50"],
              lat["p99"], r["frames_in"], r["lost"], f"{r['realtime']:.2f}", r["dropped"],
-             f"{r['cpu_pct']:.0f}", f"{r['mean_batch']:.2f}"]
+             f"{r['cpu_pct']:.0f}", f"{r['mean_batch']:.2f}", _f(r.get("live_step_ms")),
+             _f(r.get("live_vs_alone"))]
         )  # fmt: skip
     return headers, rows
+
+
+def _alone_text(result: dict[str, Any]) -> str:
+    alone = result.get("step_alone_ms") or {}
+    return ", ".join(f"batch {b}: {float(v):.2f} ms/frame" for b, v in alone.items()) or "n/a"
+
+
+def _f(v: float | None) -> str:
+    return "-" if v is None or v != v else f"{v:.2f}"
 
 
 def markdown(result: dict[str, Any], md: Path | None = None) -> str:
@@ -172,7 +217,11 @@ def markdown(result: dict[str, Any], md: Path | None = None) -> str:
             result,
             "Latency: pipeline running time when the element posts hcml-action minus the "
             "window's last frame's PTS. Real time: frames into the element / (N x fps x "
-            "seconds). Mean batch: streams served per backend call.",
+            "seconds). Mean batch: streams served per backend call. Live step ms/frame: "
+            "the element's backend step calls during the run (seconds / frames in them); live / "
+            "alone: that over the step graph called alone in the same run at the nearest batch "
+            f"size ({_alone_text(result)}): 1.0 means a live frame costs what the step graph "
+            "costs.",
         ),
     )
 
