@@ -1,11 +1,20 @@
 """Triton engine: the card's clip and step graphs run by a remote Triton Inference Server (gRPC).
 
-``load_backend(card, backend="triton", server="HOST:PORT")``. The server serves the repository
-that ``hcml.export.triton_repo`` writes (``hcml serve CARD``): model ``NAME`` (clip) and
-``NAME_step`` (step). The step graph is stateless on the server: each call sends the frame and
-the streams' state and gets back the logits and the new state (docs/SERVING.md), so any replica
-can answer any frame, and a batch of B rows is B streams (Triton's dynamic batcher also merges
-concurrent requests of other clients).
+``load_backend(card, backend="triton", server="HOST:PORT", state="server"|"client")``. The
+server serves the repository that ``hcml.export.triton_repo`` writes (``hcml serve CARD``):
+model ``NAME`` (clip), ``NAME_step`` and ``NAME_step_seq`` (step). Two ways to keep the step
+graph's per-stream state (docs/SERVING.md compares them):
+
+* ``state="server"`` (default): ``NAME_step_seq`` under Triton's sequence batcher holds it.
+  Each stream is a sequence with a random 63-bit correlation id kept in the stream's state
+  (``triton_seq``; 0 = not started); a request carries one frame and the sequence flags
+  (``sequence_start`` on a stream's first frame and after every restart), so a batch of B
+  streams is B concurrent requests that the batcher runs as one ORT call. ``close()`` ends the
+  sequences this backend started (the server also drops a sequence idle for its timeout). A
+  server that lost a sequence (restarted, expired) answers an error, and the stream restarts.
+* ``state="client"``: ``NAME_step`` is stateless; each call sends the frame and the streams'
+  state and gets back the logits and the new state, so any replica can answer any frame, and a
+  batch of B rows is one request.
 
 Failures:
 
@@ -22,6 +31,8 @@ Failures:
 from __future__ import annotations
 
 import logging
+import random
+import threading
 import time
 from typing import Any
 
@@ -33,6 +44,8 @@ from hcml.card import ModelCard
 log = logging.getLogger(__name__)
 
 EPOCH_KEY = "triton_epoch"
+SEQ_KEY = "triton_seq"
+STATE_MODES = ("server", "client")
 #: gRPC status codes that mean "the server is not there" rather than "this request is wrong"
 _LOST = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.CANCELLED")
 
@@ -66,9 +79,12 @@ class TritonBackend(Backend):
         timeout: float = 10.0,
         backoff: float = 0.5,
         max_backoff: float = 4.0,
+        state: str = "server",
     ):
         if not server:
             raise BackendUnavailable("backend=triton needs server=HOST:PORT (the gRPC endpoint)")
+        if state not in STATE_MODES:
+            raise BackendUnavailable(f"triton state must be server or client, got {state!r}")
         try:
             import tritonclient.grpc as grpcclient
             from tritonclient.utils import InferenceServerException
@@ -78,6 +94,7 @@ class TritonBackend(Backend):
                 "pip install -e '.[serve]'"
             ) from e
         from hcml.card import clip_model_name, step_model_name
+        from hcml.export.triton_repo import sequence_model_name
 
         self._grpc, self._exc = grpcclient, InferenceServerException
         self.card, self.device, self.server = card, device, server
@@ -88,7 +105,11 @@ class TritonBackend(Backend):
         self.epoch = 0
         self.lost = self.reconnects = 0
         self.clip_model = clip_model_name(card)
-        self.step_model = step_model_name(card)
+        self.state_mode = state
+        self.step_model = sequence_model_name(card) if state == "server" else step_model_name(card)
+        self._lock = threading.Lock()  # one call at a time (streaming thread vs async worker)
+        self._rng = random.Random()  # correlation ids: unique across clients with high odds
+        self._live: set[int] = set()  # sequences started here and not ended
         ct = card.tensors.get("clip", {})
         self._clip_in, self._clip_out = ct.get("input", "frames"), ct.get("output", "logits")
         self.supports_step = card.file("step") is not None
@@ -159,33 +180,34 @@ class TritonBackend(Backend):
     def _expected(self, role: str) -> dict[str, list[int]]:
         t = self.card.tensors.get(role, {})
         out = {**t.get("inputs", {}), **t.get("outputs", {})}
-        for s in t.get("state", []) if role == "step" else []:
-            out[s["name"]] = out[s["out"]] = s["shape"]
+        if role == "step" and self.state_mode == "client":
+            for s in t.get("state", []):
+                out[s["name"]] = out[s["out"]] = s["shape"]
         return out
 
-    def _infer(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str]) -> list:
-        """One request; connection failures -> ``TritonServerLost`` and backoff."""
+    def _infer(
+        self,
+        model: str,
+        inputs: dict[str, np.ndarray],
+        outputs: list[str],
+        sequences: list[tuple[int, bool, bool]] | None = None,
+    ) -> list:
+        """One request, or with ``sequences`` [(id, start, end)] one request per row (sent
+        concurrently, outputs stacked); connection failures -> ``TritonServerLost`` and
+        backoff, any other failure -> ``RuntimeError`` naming Triton's complaint."""
         now = time.monotonic()
         if self._delay and now < self._retry_at:
             raise TritonServerLost(
                 f"triton server {self.server} is down; next retry in {self._retry_at - now:.1f} s"
             )
-        g = self._grpc
-        reqs = []
-        for name, arr in inputs.items():
-            r = g.InferInput(name, list(arr.shape), "FP32")
-            r.set_data_from_numpy(arr)
-            reqs.append(r)
         try:
             if self._delay:  # a retry: a fresh channel, not gRPC's own (long) reconnect backoff
                 self._client.close()
                 self._client = self._new_client()
-            res = self._client.infer(
-                model,
-                reqs,
-                outputs=[g.InferRequestedOutput(o) for o in outputs],
-                client_timeout=self.timeout,
-            )
+            if sequences is None:
+                res = [self._request(model, inputs, outputs)]
+            else:
+                res = self._sequence_requests(model, inputs, outputs, sequences)
         except self._exc as e:
             status = str(e.status())
             if status not in _LOST and "failed to connect" not in str(e).lower():
@@ -205,20 +227,82 @@ class TritonBackend(Backend):
             log.warning("triton server %s answers again", self.server)
             self.reconnects += 1
             self._delay = 0.0
-        return [res.as_numpy(o) for o in outputs]
+        if len(res) == 1:
+            return [res[0].as_numpy(o) for o in outputs]
+        return [np.concatenate([r.as_numpy(o) for r in res], 0) for o in outputs]
+
+    def _inputs(self, inputs: dict[str, np.ndarray]) -> list:
+        reqs = []
+        for name, arr in inputs.items():
+            r = self._grpc.InferInput(name, list(arr.shape), "FP32")
+            r.set_data_from_numpy(arr)
+            reqs.append(r)
+        return reqs
+
+    def _request(self, model: str, inputs: dict[str, np.ndarray], outputs: list[str], **seq):
+        return self._client.infer(
+            model,
+            self._inputs(inputs),
+            outputs=[self._grpc.InferRequestedOutput(o) for o in outputs],
+            client_timeout=self.timeout,
+            **seq,
+        )
+
+    def _sequence_requests(self, model, inputs, outputs, sequences) -> list:
+        """Row i of every input is the next frame of sequence ``sequences[i]``."""
+
+        def flags(i: int) -> dict[str, Any]:
+            sid, start, end = sequences[i]
+            return {"sequence_id": sid, "sequence_start": start, "sequence_end": end}
+
+        def row(i: int) -> dict[str, np.ndarray]:
+            return {n: a[i : i + 1] for n, a in inputs.items()}
+
+        if len(sequences) == 1:
+            return [self._request(model, row(0), outputs, **flags(0))]
+        done = threading.Semaphore(0)
+        results: list[Any] = [None] * len(sequences)
+        errors: list[Any] = [None] * len(sequences)
+
+        def callback(i: int, result: Any, error: Any) -> None:
+            results[i], errors[i] = result, error
+            done.release()
+
+        for i in range(len(sequences)):
+            self._client.async_infer(
+                model,
+                self._inputs(row(i)),
+                lambda result, error, i=i: callback(i, result, error),
+                outputs=[self._grpc.InferRequestedOutput(o) for o in outputs],
+                client_timeout=self.timeout,
+                **flags(i),
+            )
+        for _ in sequences:
+            done.acquire()
+        for e in errors:
+            if e is not None:
+                raise e
+        return results
 
     # ---------------------------------------------------------------- Backend interface
     def describe(self) -> str:
-        return f"triton gRPC {self.server} models {self.clip_model}/{self.step_model}"
+        return (
+            f"triton gRPC {self.server} models {self.clip_model}/{self.step_model} "
+            f"(step state held by the {self.state_mode})"
+        )
 
     def run_clip(self, frames: Any) -> np.ndarray:
         x = _as_numpy(frames)
-        return self._infer(self.clip_model, {self._clip_in: x}, [self._clip_out])[0]
+        with self._lock:
+            return self._infer(self.clip_model, {self._clip_in: x}, [self._clip_out])[0]
 
     def _init_tensors(self, batch: int) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            s["key"]: np.zeros([batch, *s["shape"][1:]], dtype=np.float32) for s in self._state
-        }
+        out: dict[str, Any] = {}
+        if self.state_mode == "server":  # the sequence id; 0 = start a new sequence
+            out[SEQ_KEY] = np.zeros(batch, dtype=np.int64)
+        else:
+            for s in self._state:
+                out[s["key"]] = np.zeros([batch, *s["shape"][1:]], dtype=np.float32)
         out[EPOCH_KEY] = np.full(batch, self.epoch, dtype=np.int64)
         return out
 
@@ -232,22 +316,80 @@ class TritonBackend(Backend):
         return super().run_step(frame, state)
 
     def _step(self, frame: Any, tensors: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+        with self._lock:
+            try:
+                if self.state_mode == "server":
+                    return self._step_server(frame, tensors)
+                return self._step_client(frame, tensors)
+            except Exception:
+                self.epoch += 1  # these streams missed a frame: their states restart on next use
+                raise
+
+    def _step_client(self, frame: Any, tensors: dict[str, Any]) -> tuple[np.ndarray, dict]:
         feeds = {self._step_in: _as_numpy(frame)}
         for s in self._state:
             feeds[s["name"]] = _as_numpy(tensors[s["key"]])
-        try:
-            outs = self._infer(
-                self.step_model, feeds, [self._step_out] + [s["out"] for s in self._state]
-            )
-        except Exception:
-            self.epoch += 1  # these streams missed a frame: their states restart on next use
-            raise
+        outs = self._infer(
+            self.step_model, feeds, [self._step_out] + [s["out"] for s in self._state]
+        )
         new = {s["key"]: o for s, o in zip(self._state, outs[1:], strict=True)}
         new[EPOCH_KEY] = np.full(len(outs[0]), self.epoch, dtype=np.int64)
         return outs[0], new
 
+    def _step_server(self, frame: Any, tensors: dict[str, Any]) -> tuple[np.ndarray, dict]:
+        ids = np.array(tensors[SEQ_KEY], dtype=np.int64, copy=True).reshape(-1)
+        start = ids == 0
+        for i in np.flatnonzero(start):  # a new stream, or one restarted: a new sequence
+            ids[i] = self._rng.getrandbits(63) or 1
+            self._live.add(int(ids[i]))
+        seqs = [(int(i), bool(s), False) for i, s in zip(ids, start, strict=True)]
+        feeds = {self._step_in: _as_numpy(frame)}
+        try:
+            logits = self._infer(self.step_model, feeds, [self._step_out], seqs)[0]
+        except Exception:
+            self._live.difference_update(int(i) for i in ids)  # restarted: left to idle out
+            raise
+        return logits, {SEQ_KEY: ids, EPOCH_KEY: np.full(len(ids), self.epoch, dtype=np.int64)}
+
+    def end_sequences(self, timeout: float = 5.0) -> int:
+        """End every sequence this backend started (the server frees their state at once);
+        returns how many the server ended. Failures are ignored: the idle timeout frees them."""
+        with self._lock:
+            live, self._live = sorted(self._live), set()
+            if not live or self._delay:
+                return 0
+            h, w = self.card.input_size
+            frame = {self._step_in: np.zeros((1, 3, h, w), np.float32)}
+            done = threading.Semaphore(0)
+            ended = []
+
+            def callback(result: Any, error: Any) -> None:
+                ended.append(error is None)  # an expired sequence answers an error
+                done.release()
+
+            try:
+                for sid in live:
+                    self._client.async_infer(
+                        self.step_model,
+                        self._inputs(frame),
+                        callback,
+                        outputs=[self._grpc.InferRequestedOutput(self._step_out)],
+                        client_timeout=timeout,
+                        sequence_id=sid,
+                        sequence_end=True,
+                    )
+            except Exception:  # noqa: BLE001 - server gone: its idle timeout frees the rest
+                return 0
+            deadline = time.monotonic() + timeout + 1
+            for _ in live:
+                if not done.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                    break
+            return sum(ended)
+
     def close(self) -> None:
+        if self.state_mode == "server":
+            self.end_sequences()
         self._client.close()
 
 
-__all__ = ["EPOCH_KEY", "TritonBackend", "TritonServerLost"]
+__all__ = ["EPOCH_KEY", "SEQ_KEY", "STATE_MODES", "TritonBackend", "TritonServerLost"]
