@@ -163,7 +163,7 @@ def test_gst_inspect_documents_every_property(repo_root, tmp_path):
                          env=env, timeout=120).stdout  # fmt: skip
     props = ["model", "backend", "device", "window", "stride", "frame-step", "top-k", "threshold",
              "smoothing", "hysteresis", "mode", "incremental", "events", "labels", "silent",
-             "on-error", "stream-timeout"]  # fmt: skip
+             "on-error", "stream-timeout", "server", "triton-state"]  # fmt: skip
     for prop in props:
         line = next((ln for ln in out.splitlines() if ln.strip().startswith(f"{prop} ")), None)
         assert line is not None, f"{prop} missing from gst-inspect"

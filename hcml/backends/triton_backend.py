@@ -51,7 +51,25 @@ _LOST = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.C
 
 
 class TritonServerLost(BackendUnavailable):
-    """The Triton server stopped answering; the backend retries with backoff."""
+    """The Triton server stopped answering; the backend retries with backoff.
+
+    ``repeat`` is False for the call that found the server gone and True for every later failed
+    call of the same outage: callers warn once, and ``TritonBackend.on_notice`` gets one summary
+    (failed calls, seconds down) when the server answers again or at ``end_of_streams``.
+    """
+
+    def __init__(self, message: str, repeat: bool = False):
+        super().__init__(message)
+        self.repeat = repeat
+
+
+def repeated_outage(err: BaseException | None) -> bool:
+    """True if ``err`` (or an error it was raised from) is a repeat failure of a known outage."""
+    while err is not None:
+        if isinstance(err, TritonServerLost) and err.repeat:
+            return True
+        err = err.__cause__
+    return False
 
 
 def _as_numpy(x: Any) -> np.ndarray:
@@ -104,6 +122,10 @@ class TritonBackend(Backend):
         self._retry_at = 0.0
         self.epoch = 0
         self.lost = self.reconnects = 0
+        #: called with one line when the server answers again after an outage (failed calls,
+        #: seconds down) or, at ``end_of_streams``, when it is still down; also logged
+        self.on_notice: Any = None
+        self._outage: list[float] = []  # [monotonic start, failed calls] while the server is down
         self.clip_model = clip_model_name(card)
         self.state_mode = state
         self.step_model = sequence_model_name(card) if state == "server" else step_model_name(card)
@@ -197,8 +219,10 @@ class TritonBackend(Backend):
         backoff, any other failure -> ``RuntimeError`` naming Triton's complaint."""
         now = time.monotonic()
         if self._delay and now < self._retry_at:
+            self._outage[1] += 1
             raise TritonServerLost(
-                f"triton server {self.server} is down; next retry in {self._retry_at - now:.1f} s"
+                f"triton server {self.server} is down; next retry in {self._retry_at - now:.1f} s",
+                repeat=True,
             )
         try:
             if self._delay:  # a retry: a fresh channel, not gRPC's own (long) reconnect backoff
@@ -212,24 +236,56 @@ class TritonBackend(Backend):
             status = str(e.status())
             if status not in _LOST and "failed to connect" not in str(e).lower():
                 if self._delay:  # it answered, with an error about this request
-                    self.reconnects, self._delay = self.reconnects + 1, 0.0
+                    self._recovered()
                 raise RuntimeError(
                     f"triton server {self.server}: model {model}: {_one_line(e)}"
                 ) from e
-            self.lost += not self._delay
+            repeat = bool(self._delay)
+            if repeat:
+                self._outage[1] += 1
+            else:
+                self.lost += 1
+                self._outage = [time.monotonic(), 1]
             self._delay = min(self.max_backoff, self._delay * 2 or self.backoff)
             self._retry_at = time.monotonic() + self._delay
             raise TritonServerLost(
                 f"lost triton server {self.server} ({_one_line(e)}); retrying in "
-                f"{self._delay:.1f} s"
+                f"{self._delay:.1f} s",
+                repeat=repeat,
             ) from e
         if self._delay:
-            log.warning("triton server %s answers again", self.server)
-            self.reconnects += 1
-            self._delay = 0.0
+            self._recovered()
         if len(res) == 1:
             return [res[0].as_numpy(o) for o in outputs]
         return [np.concatenate([r.as_numpy(o) for r in res], 0) for o in outputs]
+
+    def _outage_line(self, what: str) -> str:
+        since, failed = self._outage or [time.monotonic(), 0]
+        return (
+            f"triton server {self.server} {what} after {int(failed)} failed calls "
+            f"({time.monotonic() - since:.1f} s down)"
+        )
+
+    def _notify(self, text: str) -> None:
+        log.warning("%s", text)
+        if self.on_notice is not None:
+            self.on_notice(text)
+
+    def _recovered(self) -> None:
+        self.reconnects += 1
+        self._delay = 0.0
+        text, self._outage = self._outage_line("answers again"), []
+        self._notify(text)
+
+    def end_of_streams(self) -> None:
+        """Every stream ended (EOS): end the server's sequences; an outage still going on gets
+        its summary through ``on_notice`` (the next failure warns again)."""
+        if self._delay:
+            text, self._outage = self._outage_line("still down at end of stream"), []
+            self._notify(text)
+            self._delay = 0.0  # the next call retries at once and, failing, warns again
+        elif self.state_mode == "server":
+            self.end_sequences()
 
     def _inputs(self, inputs: dict[str, np.ndarray]) -> list:
         reqs = []
@@ -392,4 +448,11 @@ class TritonBackend(Backend):
         self._client.close()
 
 
-__all__ = ["EPOCH_KEY", "SEQ_KEY", "STATE_MODES", "TritonBackend", "TritonServerLost"]
+__all__ = [
+    "EPOCH_KEY",
+    "SEQ_KEY",
+    "STATE_MODES",
+    "TritonBackend",
+    "TritonServerLost",
+    "repeated_outage",
+]

@@ -22,6 +22,7 @@ gi.require_version("GstVideo", "1.0")
 from gi.repository import GLib, GObject, Gst, GstBase, GstVideo  # noqa: E402
 
 from hcml import DEFAULT_CARD  # noqa: E402
+from hcml.backends.triton_backend import repeated_outage  # noqa: E402
 from hcml.gst import deepstream, floating, roi_meta  # noqa: E402
 from hcml.gst.video import plane_layout  # noqa: E402
 from hcml.stream.engine import StreamEngine  # noqa: E402
@@ -120,6 +121,10 @@ class HcmlAction(GstBase.BaseTransform):
         "device": _prop(str, "Device", "cpu, cuda or cuda:N", "cpu"),
         "server": _prop(str, "Server", "Triton gRPC endpoint HOST:PORT for backend=triton "
                         "(hcml serve)", None),
+        "triton-state": _prop(str, "Triton state", "backend=triton: where each stream's step "
+                              "state lives: server (sequence batcher, frame-only requests, "
+                              "sticky routing) or client (stateless server, any replica)",
+                              "server"),
         "window": _prop(int, "Window", "Frames per prediction (0 = the model card's window)",
                         0, 1024, 0),
         "stride": _prop(int, "Stride", "Emit a prediction every N frames once a window is full",
@@ -210,10 +215,10 @@ class HcmlAction(GstBase.BaseTransform):
         return self.props_[prop.name.replace("-", "_")]
 
     #: properties read once at start: changing them while running would be silently ignored
-    START_ONLY = ("model", "backend", "device", "server", "window", "frame_step", "mode",
-                  "incremental", "labels", "events", "max_batch", "batch_timeout",
-                  "max_backlog", "rois", "roi_mode", "object_timeout", "max_objects",
-                  "roi_smoothing")  # fmt: skip
+    START_ONLY = ("model", "backend", "device", "server", "triton_state", "window",
+                  "frame_step", "mode", "incremental", "labels", "events", "max_batch",
+                  "batch_timeout", "max_backlog", "rois", "roi_mode", "object_timeout",
+                  "max_objects", "roi_smoothing")  # fmt: skip
 
     def do_set_property(self, prop, value):
         name = prop.name.replace("-", "_")
@@ -261,8 +266,12 @@ class HcmlAction(GstBase.BaseTransform):
                 "set model=<card.json>"
             )
         try:
-            extra = {"server": p["server"]} if p["backend"] == "triton" else {}
+            extra = {}
+            if p["backend"] == "triton":
+                extra = {"server": p["server"], "state": p["triton_state"]}
             backend = load_backend(model, backend=p["backend"], device=p["device"], **extra)
+            if hasattr(backend, "on_notice"):  # outage summaries (one line each)
+                backend.on_notice = self._notice
             labels = _read_labels(p["labels"]) if p["labels"] else None
             fixed = _fixed_window(backend.card)
             if p["window"] and fixed and p["window"] != fixed:
@@ -310,6 +319,7 @@ class HcmlAction(GstBase.BaseTransform):
     def do_stop(self) -> bool:
         if self.engine is not None:
             self.engine.close()
+            getattr(self.engine.backend, "close", lambda: None)()
         if self.events is not None:
             with contextlib.suppress(OSError):  # disk full: reported when a write failed
                 self.events.close()
@@ -353,6 +363,7 @@ class HcmlAction(GstBase.BaseTransform):
                     self.engine.drain()  # the windows done before the failure
                 for sid in list(self.engine.streams):
                     self.engine.remove(sid)
+                getattr(self.engine.backend, "end_of_streams", lambda: None)()
                 if self.tracks is not None:
                     self.tracks.tracks.clear()
                 self.stream_caps.clear()
@@ -612,9 +623,17 @@ class HcmlAction(GstBase.BaseTransform):
         if self.props_["on_error"] == "fail":
             self._fail(text, repr(err))
             return Gst.FlowReturn.ERROR
+        if repeated_outage(err):  # warned when the server went; summed up when it is back
+            return Gst.FlowReturn.OK
         gerr = GLib.Error.new_literal(Gst.StreamError.quark(), text, Gst.StreamError.FAILED)
         self.post_message(Gst.Message.new_warning(self, gerr, repr(err)))
         return Gst.FlowReturn.OK
+
+    def _notice(self, text: str) -> None:
+        """A backend's one-line notice (e.g. a Triton outage summary): a bus warning."""
+        msg = f"hcmlaction: {text}"
+        gerr = GLib.Error.new_literal(Gst.StreamError.quark(), msg, Gst.StreamError.FAILED)
+        self.post_message(Gst.Message.new_warning(self, gerr, msg))
 
     def _announce(self, pred) -> None:
         """A result exists (streaming thread in sync mode, the worker in async): post it now.
@@ -683,6 +702,8 @@ def _check_props(p: dict) -> str:
         return f"mode must be sync or async, got {p['mode']!r}"
     if p["on_error"] not in ("warn", "fail"):
         return f"on-error must be warn or fail, got {p['on_error']!r}"
+    if p["triton_state"] not in ("server", "client"):
+        return f"triton-state must be server or client, got {p['triton_state']!r}"
     if p["roi_mode"] not in ("off", "meta", "property", "auto"):
         return f"roi-mode must be off, meta, property or auto, got {p['roi_mode']!r}"
     return ""
