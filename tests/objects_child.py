@@ -13,7 +13,9 @@ caps and segment events (what ``funnel`` does).
 Result: {"messages", "objects" (hcml-object messages), "warnings", "errors", "sink_rois"
 (per buffer: [[id, x, y, w, h, hcml-action param or null], ...]), "sink_metas" (per buffer:
 every HcmlActionMeta's fields), "out": buffers out}. A stream with ``"crop": [x, y, w, h]``
-is that box of its scene as whole frames (the reference for per-object results).
+is that box of its scene as whole frames (the reference for per-object results); ``"enter":
+N`` makes its objects enter at frame N. A job with ``"detect": {hcmldetect properties}`` puts
+``hcmldetect`` between our pad and ``hcmlaction`` (its ROI metas then come from the detector).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 FRAME_NS = 40_000_000
+_SCENES: dict = {}  # (seed, objects, width, height, segments, enter) -> Scene
 
 
 def _fields(s) -> dict:
@@ -53,7 +56,7 @@ def run_job(job: dict) -> dict:
     import numpy as np
     from gi.repository import Gst, GstVideo
 
-    from hcml.data.scenes import render_scene
+    from hcml.data.scenes import Scene, render_scene
     from hcml.gst import roi_meta
 
     el = Gst.ElementFactory.make("hcmlaction")
@@ -61,6 +64,12 @@ def run_job(job: dict) -> dict:
         el.set_property(k, v)
     bus = Gst.Bus.new()
     el.set_bus(bus)
+    det = None
+    if job.get("detect") is not None:
+        det = Gst.ElementFactory.make("hcmldetect")
+        for k, v in job["detect"].items():
+            det.set_property(k, v)
+        det.set_bus(bus)
     src = Gst.Pad.new("src", Gst.PadDirection.SRC)
     tmpl = Gst.PadTemplate.new("sink", Gst.PadDirection.SINK, Gst.PadPresence.ALWAYS,
                                Gst.Caps.new_any())  # fmt: skip
@@ -81,21 +90,32 @@ def run_job(job: dict) -> dict:
 
     sink.set_chain_function_full(chain)
     sink.set_event_function_full(lambda *_: True)
-    assert src.link(el.get_static_pad("sink")) == Gst.PadLinkReturn.OK
+    if det is not None:
+        assert src.link(det.get_static_pad("sink")) == Gst.PadLinkReturn.OK
+        assert det.get_static_pad("src").link(el.get_static_pad("sink")) == Gst.PadLinkReturn.OK
+    else:
+        assert src.link(el.get_static_pad("sink")) == Gst.PadLinkReturn.OK
     assert el.get_static_pad("src").link(sink) == Gst.PadLinkReturn.OK
     src.set_active(True)
     sink.set_active(True)
-    if el.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
-        result["start_failed"] = True
+    for e in (el, det):
+        if e is not None and e.set_state(Gst.State.PLAYING) == Gst.StateChangeReturn.FAILURE:
+            result["start_failed"] = True
     scenes, events, current = {}, {}, None
     for sid, spec in job["streams"].items():
-        scenes[sid] = render_scene(spec.get("seed", 0), n_objects=spec.get("n_objects", 2),
-                                   width=spec["width"], height=spec["height"],
-                                   segments=spec.get("segments", 4), tile=(48, 64))  # fmt: skip
+        n = spec.get("n_objects", 2)
+        key = (spec.get("seed", 0), n, spec["width"], spec["height"], spec.get("segments", 4),
+               spec.get("enter", 0))  # fmt: skip
+        if key not in _SCENES:  # jobs of one child share their renders
+            seed, _, w, h, segments, enter = key
+            _SCENES[key] = render_scene(seed, n_objects=n, width=w, height=h, segments=segments,
+                                        tile=(48, 64), enter=[enter] * n)  # fmt: skip
+        scenes[sid] = _SCENES[key]
         width, height = spec["width"], spec["height"]
         if spec.get("crop"):  # the stream is one box of the scene, as whole frames
             x, y, width, height = spec["crop"]
-            scenes[sid].frames = scenes[sid].frames[:, y : y + height, x : x + width]
+            frames = scenes[sid].frames[:, y : y + height, x : x + width]
+            scenes[sid] = Scene(frames, scenes[sid].objects)
         segment = Gst.Segment()
         segment.init(Gst.Format.TIME)
         caps = f"video/x-raw,format=RGB,width={width},height={height},framerate=25/1"
@@ -134,7 +154,9 @@ def run_job(job: dict) -> dict:
             result["warnings"].append(msg.parse_warning()[0].message)
         elif msg.type == Gst.MessageType.ERROR:
             result["errors"].append(msg.parse_error()[0].message)
-    el.set_state(Gst.State.NULL)
+    for e in (el, det):
+        if e is not None:
+            e.set_state(Gst.State.NULL)
     return result
 
 

@@ -206,7 +206,14 @@ def test_rois_from_meta_and_property_match_each_object_alone(tmp_path):
     assert [r[:5] for r in prop["sink_rois"][0]] == [[o.id, *o.box] for o in objs]
 
 
-def test_object_entering_leaving_and_reentering_gets_fresh_state():
+ENTER_SCENE = {"seed": 11, "n_objects": 2, "enter": 16}  # objects enter at frame 16
+
+
+@pytest.fixture(scope="module")
+def entering() -> dict:
+    """One child for the entering scenarios: ``reenter`` (ids leaving and coming back) and
+    ``motion`` / ``gt`` (hcmldetect method=motion in front of hcmlaction on objects entering
+    an empty scene, and the same scene with the ground-truth boxes as upstream meta)."""
     (o, _) = scene_objects(seed=4)
     box = list(o.box)
     sched = []
@@ -218,9 +225,28 @@ def test_object_entering_leaving_and_reentering_gets_fresh_state():
         elif i < 64:
             rois = [["7" if i < 47 else "8", *box]]  # id 7 comes back, then a new id 8
         sched.append(["a", i, rois])
-    r = run_child({"props": {"stride": 2, "object-timeout": 0.2, "roi-mode": "meta"},
-                   "streams": {"a": {"width": W, "height": H, "seed": 4}},
-                   "schedule": sched})  # fmt: skip
+    reenter = {"props": {"stride": 2, "object-timeout": 0.2, "roi-mode": "meta"},
+               "streams": {"a": {"width": W, "height": H, "seed": 4}},
+               "schedule": sched}  # fmt: skip
+    scene = render_scene(11, n_objects=2, width=W, height=H, segments=4, tile=(48, 64),
+                         enter=[16, 16])  # fmt: skip
+    stream = {"a": {"width": W, "height": H, **ENTER_SCENE}}
+    gt = [[str(10 + o.id), *o.box] for o in scene.objects]
+    props = {"stride": 16, "roi-mode": "meta"}
+    jobs = [
+        reenter,
+        {"props": props, "detect": {"method": "motion", "interval": 1}, "streams": stream,
+         "schedule": [["a", i, None] for i in range(64)]},
+        # the reference: the ground-truth boxes as upstream meta from the frame they enter
+        {"props": props, "streams": stream,
+         "schedule": [["a", i, gt if i >= 16 else []] for i in range(64)]},
+    ]  # fmt: skip
+    results = run_child(jobs)
+    return dict(zip(("reenter", "motion", "gt"), results, strict=True), scene=scene)
+
+
+def test_object_entering_leaving_and_reentering_gets_fresh_state(entering):
+    r = entering["reenter"]
     assert not r["errors"]
     starts = {}
     for m in r["messages"]:
@@ -386,3 +412,64 @@ def test_run_prints_object_id_and_box():
                               "score": 0.5, "window-start-pts": 0, "window-end-pts": 2_000_000_000,
                               "object-id": "3", "box": [1, 2, 30, 40]})  # fmt: skip
     assert "abcdef/#3 [1,2,30,40]" in line and "move_left" in line
+
+
+def test_motion_detector_boxes_what_moved_and_keeps_ids():
+    from hcml.stream.detect import IouTracker, MotionDetector
+
+    rng = np.random.default_rng(0)
+    canvas = rng.integers(90, 100, (H, W)).astype(np.uint8)  # static texture: never a box
+    texture = rng.integers(0, 256, (20, 20)).astype(np.uint8)  # a textured square...
+    det, trk = MotionDetector(threshold=6, history=8, min_area=20), IouTracker()
+    seen = []
+    for t in range(14):
+        f = canvas.copy()
+        f[20:40, 10 + 2 * t : 30 + 2 * t] = texture  # ...moving right 2 px a frame
+        f[70:100, 100:130] = rng.integers(0, 256, (30, 30))  # flickering in place
+        found = det(f)
+        seen.append({tr.id: tr.box for tr in trk.update([b for b, _ in found])})
+    assert seen[0] == {}  # one frame: nothing has moved yet
+    assert all(sorted(s) == [1, 2] for s in seen[1:])  # the same two ids all along
+    # where something changed in the last 8 frames (steps into frames 6-13: the square's
+    # x from 8 + 2 * 6 to 30 + 2 * 13), grown 1 px by the 3x3 blur
+    want = [(20, 20, 36, 20), (100, 70, 30, 30)]
+    for box, (x, y, w, h) in zip(sorted(seen[-1].values()), want, strict=True):
+        assert np.allclose(box, (x - 1, y - 1, w + 2, h + 2), atol=1), (box, (x, y, w, h))
+    det.reset()
+    assert det(canvas) == []  # after a reset the first frame is the new background
+
+
+def test_motion_detector_in_front_of_hcmlaction_finds_entering_objects(entering):
+    scene, det, ref = entering["scene"], entering["motion"], entering["gt"]
+    assert not det["errors"] and not ref["errors"] and det["out"] == 64
+    got, want = by_object(det["messages"]), by_object(ref["messages"])
+    assert sorted(got) == ["1", "2"]  # one track id an object, none reused
+    assert not any(det["sink_rois"][:16])  # nothing moved before the objects came in
+    for o in scene.objects:
+        # the detector's track whose box is this object's (1 px of blur either side)
+        oid = next(
+            k for k, ms in got.items()
+            if np.allclose([int(v) for v in ms[0]["box"].split(",")], o.box, atol=2)
+        )  # fmt: skip
+        mine, theirs = got[oid], want[str(10 + o.id)]
+        assert len(mine) == len(theirs) == 3  # windows from frame 16: 16-31, 32-47, 48-63
+        assert [(m["window-start-pts"], m["window-end-pts"], m["label"]) for m in mine] == [
+            (m["window-start-pts"], m["window-end-pts"], m["label"]) for m in theirs
+        ]
+
+
+def test_run_detect_in_a_pipeline_file():
+    import argparse
+
+    from hcml.gst.run_cli import add_arguments, build_pipeline
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["pipelines/file.pipeline", "--input", "in.mp4", "--detect",
+                              "motion", "--detect-interval", "2", "--set", "stride=4"])  # fmt: skip
+    text = build_pipeline(args)
+    assert 'videoconvert ! hcmldetect method=motion interval=2 ! hcmlaction model="' in text
+    assert text.endswith('stride="4" ! fakesink') and 'location="in.mp4"' in text
+    args = parser.parse_args(["pipelines/deepstream-file.pipeline", "--detect", "hog"])
+    with pytest.raises(ValueError, match="--detect cannot be added, the pipeline feeds NVMM"):
+        build_pipeline(args)
