@@ -12,7 +12,9 @@ frames that starts at a segment boundary sees exactly one clip, as in training).
 ``score_events`` scores an element's JSON lines against the scene: the share of (object,
 window) pairs whose label is the object's class. Objects are matched to predictions by box
 (IoU >= 0.5 with the ground truth), so the same scorer works for fixed ROIs (ids = indices)
-and for a detector's own ids.
+and for a detector's own ids. ``score_detections`` scores a detector's boxes: a line counts
+for the object whose box covers most of the line's box (>= ``min_cover`` of it); lines of no
+object and every window an object should have had but did not get count as wrong.
 
 Shapes: frames uint8 [T, H, W, 3] RGB; boxes (x, y, w, h) frame pixels.
 """
@@ -28,7 +30,14 @@ import numpy as np
 from hcml.data.synth import render_clip
 from hcml.labels import LABELS
 
-__all__ = ["Scene", "SceneObject", "render_scene", "score_events", "write_scene"]
+__all__ = [
+    "Scene",
+    "SceneObject",
+    "render_scene",
+    "score_detections",
+    "score_events",
+    "write_scene",
+]
 
 RENDER = 112  # px: the size clips are rendered at (the generator's and the model's training size)
 
@@ -161,7 +170,8 @@ def score_events(events: list[dict], objects: list[SceneObject], min_iou: float 
 
     A line counts for the ground-truth object its box overlaps most (IoU >= ``min_iou``);
     lines matching no object are counted in ``unmatched``. Returns {"pairs", "right",
-    "accuracy", "unmatched", "missed": objects with no line, "per_object": {id: [right, n]}}.
+    "accuracy", "unmatched", "missed": objects with no line, "per_object": {id: [right, n]},
+    "per_class": {label: [right, n]}}.
     """
     per = {o.id: [0, 0] for o in objects}
     unmatched = 0
@@ -182,4 +192,65 @@ def score_events(events: list[dict], objects: list[SceneObject], min_iou: float 
         "unmatched": unmatched,
         "missed": [i for i, (_, n) in per.items() if n == 0],
         "per_object": per,
+        "per_class": _per_class(per, objects),
+    }
+
+
+def _per_class(per: dict[int, list[int]], objects: list[SceneObject]) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for o in objects:
+        acc = out.setdefault(o.label, [0, 0])
+        acc[0] += per[o.id][0]
+        acc[1] += per[o.id][1]
+    return out
+
+
+def _cover(box, gt) -> float:
+    """The share of ``box`` inside ``gt`` (both (x, y, w, h))."""
+    ax, ay, aw, ah = box
+    bx, by, bw, bh = gt
+    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    return iw * ih / (aw * ah) if aw * ah > 0 else 0.0
+
+
+def score_detections(
+    events: list[dict], objects: list[SceneObject], windows: int, min_cover: float = 0.5
+) -> dict:
+    """Per-object accuracy of JSON lines whose boxes come from a detector, strictly counted.
+
+    A line counts for the object whose ground-truth box covers the largest share of the line's
+    box, if that share is >= ``min_cover`` (a detector's box may be the part that moves, so
+    IoU would be unfair to it); right when its label is that object's class. Wrong pairs:
+    lines of a box no object covers (``false``: a false detection's windows), and for every
+    object each of the ``windows`` windows it should have had but got no line for
+    (``shortfall``; an object never found is ``windows`` wrong pairs). A line more than
+    ``windows`` for one object (an id switch) is a pair like any other.
+    Returns {"pairs", "right", "accuracy", "false", "shortfall", "missed": objects with no
+    line, "per_object": {id: [right, lines]}, "per_class": {label: [right, pairs]}}.
+    """
+    per = {o.id: [0, 0] for o in objects}
+    false = 0
+    for e in events:
+        if e.get("box") is None:
+            continue
+        best = max(objects, key=lambda o: _cover(e["box"], o.box))
+        if _cover(e["box"], best.box) < min_cover:
+            false += 1
+            continue
+        per[best.id][1] += 1
+        per[best.id][0] += int(e["class_id"] == best.class_id)
+    short = {i: max(0, windows - n) for i, (_, n) in per.items()}
+    right = sum(r for r, _ in per.values())
+    pairs = sum(n for _, n in per.values()) + false + sum(short.values())
+    per_class = _per_class({i: [r, n + short[i]] for i, (r, n) in per.items()}, objects)
+    return {
+        "pairs": pairs,
+        "right": right,
+        "accuracy": right / pairs if pairs else 0.0,
+        "false": false,
+        "shortfall": sum(short.values()),
+        "missed": [i for i, (_, n) in per.items() if n == 0],
+        "per_object": per,
+        "per_class": per_class,
     }
