@@ -1,7 +1,10 @@
 """backend=triton against a REAL Triton Inference Server (the tritonserver binary of the
-nvidia-pytriton wheel) on 127.0.0.1 at free ports: remote equals local ONNX Runtime, the element
-with backend=triton equals backend=onnxruntime, a server killed mid-stream (warning, recovery,
-no buffer lost), a server down at start, a missing model, a shape mismatch."""
+nvidia-pytriton wheel) on 127.0.0.1 at free ports: remote equals local ONNX Runtime with the
+step state held by the server (sequence batcher) and by the client, restarts after a failed
+call start a new sequence, the element with backend=triton equals backend=onnxruntime, a server
+killed mid-stream (one warning, one recovery summary, no buffer lost), a server down at start,
+a missing model, a shape mismatch. The module's server must exit 0 at the end: Triton waits
+for live sequences, so that also checks every test's sequences were ended."""
 
 from __future__ import annotations
 
@@ -88,11 +91,13 @@ def _clips(card, n_streams: int = 2, frames: int = 11) -> np.ndarray:
     return np.ascontiguousarray(np.stack(out))
 
 
-def test_remote_equals_local_ort(server):
-    remote = load_backend(CARD, backend="triton", server=server.grpc_url)
+@pytest.mark.parametrize("state", ["server", "client"])
+def test_remote_equals_local_ort(server, state):
+    remote = load_backend(CARD, backend="triton", server=server.grpc_url, state=state)
     local = load_backend(CARD, backend="onnxruntime", threads=1)
     assert remote.name == "triton" and server.grpc_url in remote.describe()
-    x = _clips(remote.card)
+    assert f"held by the {state}" in remote.describe()
+    x = _clips(remote.card)  # 2 streams: server state sends 2 concurrent sequence requests
     t = remote.window
     streamed = remote.stream(x)
     np.testing.assert_allclose(streamed, local.stream(x), atol=1e-4, rtol=0)
@@ -100,6 +105,41 @@ def test_remote_equals_local_ort(server):
     np.testing.assert_allclose(remote.run_clip(clip), local.run_clip(clip), atol=1e-4, rtol=0)
     # the served step graph is exact: its last window equals the local clip graph's
     np.testing.assert_allclose(streamed[:, -1], local.run_clip(clip), atol=1e-4, rtol=0)
+    remote.close()
+
+
+def test_server_state_restarts_with_a_new_sequence(server):
+    """After a failed call, or when the server has no state for a sequence, the stream restarts
+    and its next request carries sequence_start: from then on it equals a FRESH local stream
+    (a server that continued the old sequence would give other logits); END frees a sequence."""
+    from hcml.backends.triton_backend import SEQ_KEY
+
+    remote = load_backend(CARD, backend="triton", server=server.grpc_url, state="server")
+    local = load_backend(CARD, backend="onnxruntime", threads=1)
+    x = _clips(remote.card, n_streams=1, frames=14)
+    state = remote.init_state(1)
+    for i in range(5):
+        _, state = remote.run_step(x[:, :, i], state)
+    first = int(state[SEQ_KEY][0])
+    with pytest.raises(RuntimeError, match="unexpected shape"):  # a failed call: new epoch
+        remote.run_step(np.zeros((1, 3, 32, 32), np.float32), state)
+    out = remote.stream(x[:, :, 5:], state)  # the old state: restarted on use
+    np.testing.assert_allclose(out, local.stream(x[:, :, 5:]), atol=1e-4, rtol=0)
+    # a sequence the server never saw (a restarted server, an expired one): Triton refuses it
+    state = remote.init_state(1)
+    _, state = remote.run_step(x[:, :, 0], state)
+    assert int(state[SEQ_KEY][0]) not in (0, first)
+    state[SEQ_KEY][:] = 12345
+    with pytest.raises(RuntimeError, match="START"):
+        remote.run_step(x[:, :, 1], state)
+    out = remote.stream(x[:, :, 1:], state)
+    np.testing.assert_allclose(out, local.stream(x[:, :, 1:]), atol=1e-4, rtol=0)
+    # END: the sequences this backend started are gone from the server
+    _, state = remote.run_step(x[:, :, 0], state)
+    assert remote.end_sequences() >= 2
+    with pytest.raises(RuntimeError, match="START"):
+        remote.run_step(x[:, :, 1], state)
+    remote.close()
 
 
 def test_health_and_metrics_endpoints(server):
@@ -147,6 +187,7 @@ def pipeline_runs(server, tmp_path_factory) -> dict:
     jobs, names = [], []
     for name, props in (
         ("triton", f"backend=triton server={server.grpc_url}"),
+        ("triton-client", f"backend=triton server={server.grpc_url} triton-state=client"),
         ("onnxruntime", "backend=onnxruntime"),
         ("down", f"backend=triton server=127.0.0.1:{free_port()}"),
     ):
@@ -171,8 +212,9 @@ def test_server_down_at_start_is_one_line_error(pipeline_runs):
     assert run.errors and "is not reachable" in run.errors[0][1], run.errors
 
 
-def test_pipeline_triton_equals_onnxruntime(pipeline_runs):
-    tri, ort = pipeline_runs["triton"], pipeline_runs["onnxruntime"]
+@pytest.mark.parametrize("name", ["triton", "triton-client"])
+def test_pipeline_triton_equals_onnxruntime(pipeline_runs, name):
+    tri, ort = pipeline_runs[name], pipeline_runs["onnxruntime"]
     assert tri.eos and not tri.errors and not tri.warnings, (tri.errors, tri.warnings)
     assert tri.buffers == ort.buffers == 40
     assert len(tri.events) == len(ort.events) == 13  # frames 14, 16, ..., 38 (step 2, window 8)
@@ -185,9 +227,20 @@ def test_pipeline_triton_equals_onnxruntime(pipeline_runs):
 
 def test_server_killed_mid_stream_warns_recovers_loses_no_buffer(server, tmp_path):
     """A live 10 fps stream; the server is SIGKILLed after a few predictions and restarted on
-    the same port: the element posts warnings, keeps passing every buffer, and predicts again
-    once the server answers (the stream's step state restarted on the first answer)."""
+    the same port: the element posts ONE warning when it goes and ONE summary when it answers
+    again, keeps passing every buffer, and predicts again once the server answers (the
+    stream's step state restarted with a new sequence on the first answer). Meanwhile a
+    backend opened before the kill sees the same outage: the first failure is not a repeat,
+    the later ones are, and end_of_streams sums it up."""
+    from hcml.backends.triton_backend import TritonServerLost
+
     port, n = server.grpc_port, 240
+    direct = load_backend(CARD, backend="triton", server=server.grpc_url, backoff=0.05)
+    notices = []
+    direct.on_notice = notices.append
+    frame = np.zeros((1, 3, 64, 64), np.float32)
+    dstate = direct.init_state(1)
+    _, dstate = direct.run_step(frame, dstate)
     events = tmp_path / "events.jsonl"
     result = {}
     pipeline = (
@@ -206,7 +259,18 @@ def test_server_killed_mid_stream_warns_recovers_loses_no_buffer(server, tmp_pat
             time.sleep(0.1)
         server.kill()
         killed_at = len(events.read_text().splitlines())
-        time.sleep(1.0)
+        repeats = []
+        for _ in range(4):
+            with pytest.raises(TritonServerLost) as e:
+                direct.run_step(frame, dstate)
+            repeats.append(e.value.repeat)
+            time.sleep(0.1)
+        assert repeats == [False, True, True, True] and not notices
+        direct.end_of_streams()
+        assert (
+            len(notices) == 1 and "still down at end of stream after 4 failed calls" in (notices[0])
+        ), notices
+        time.sleep(0.5)
         server.start(timeout=START_TIMEOUT)  # same ports; the module fixture stops it
         restarted_at = len(events.read_text().splitlines())
         assert runner.is_alive(), "the stream ended before the server came back: raise n"
@@ -215,8 +279,12 @@ def test_server_killed_mid_stream_warns_recovers_loses_no_buffer(server, tmp_pat
     run = result["run"]
     assert run.eos and not run.errors, run.errors
     assert run.buffers == n  # every buffer went downstream, outage or not
-    lost = [w for src, w in run.warnings if "lost triton server" in w or "is down" in w]
-    assert lost and all("hcmlaction" in src for src, _ in run.warnings), run.warnings
+    assert all("hcmlaction" in src for src, _ in run.warnings), run.warnings
+    texts = [w for _, w in run.warnings]
+    assert sum("lost triton server" in w for w in texts) == 1, texts  # once, not per frame
+    assert not any("is down" in w for w in texts), texts
+    back = [w for w in texts if "answers again after" in w]
+    assert len(back) == 1 and int(back[0].split("after ")[1].split()[0]) >= 2, texts
     assert restarted_at - killed_at <= 1  # nothing predicted while the server was down
     after = run.events[restarted_at:]
     assert len(after) >= 5, f"no recovery: {len(after)} predictions after the restart"

@@ -1,18 +1,20 @@
 """``hcml bench serve``: K client processes x M streams against one Triton server on loopback,
 compared in the same run with local ONNX Runtime at the same total stream count.
 
-Each client process opens the card with ``backend=triton`` (or ``onnxruntime`` for the local
-rows, one ORT thread per process) and, in a closed loop for ``--seconds``, feeds one sampled
-frame of each of its M streams per call (the step graph, batch M, client-sent state). Per row:
-frames / s over all clients, p50 / p99 request latency, and for served rows the server's CPU
-use (utime + stime of tritonserver and its python-backend stubs, in cores). The knee is the
-smallest total stream count whose served throughput reaches 90 % of the best served row. Wire
-bytes per frame are the gRPC message sizes of one step request and response (``wire_bytes``),
-for the client-sent state this project uses and for a server-held state (sequence batcher),
-whose request carries only the frame and the sequence controls.
+Each client process opens the card with ``backend=triton`` (once per step-state mode:
+``server``, the sequence batcher holds each stream's state and a call is M frame-only requests;
+``client``, a call is one request carrying M frames and states) or ``onnxruntime`` for the
+local rows (one ORT thread per process) and, in a closed loop for ``--seconds``, feeds one
+sampled frame of each of its M streams per call (the step graph). Per row: frames / s over all
+clients, p50 / p99 call latency, and for served rows the server's CPU use (utime + stime of
+tritonserver and its python-backend stubs, in cores). The knee (per mode) is the smallest total
+stream count whose served throughput reaches 90 % of that mode's best row. Wire bytes per frame
+are the gRPC message sizes of one step request and response of each mode (``wire_bytes``).
 
 Run ``hcml bench serve --clients 1 2 4 --streams 1 4`` (or ``python -m hcml.bench.serve``);
-not part of ``all``; do not take numbers while other work shares the CPU.
+not part of ``all``; do not take numbers while other work shares the CPU. Server knobs for
+finding where the time goes: ``--queue-delay-us``, ``--max-batch``, ``--instances``,
+``--threads`` (ORT threads per model instance), ``--states``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ def wire_bytes(card_path: str | os.PathLike) -> dict[str, int]:
     from tritonclient.grpc import _utils, service_pb2
 
     from hcml.card import ModelCard, clip_model_name, step_model_name
+    from hcml.export.triton_repo import sequence_model_name
 
     card = ModelCard.load(card_path)
     h, w = card.input_size
@@ -89,8 +92,8 @@ def wire_bytes(card_path: str | os.PathLike) -> dict[str, int]:
         "frame_bytes": 4 * 3 * h * w,
         "client_state_request": request(step_model_name(card), {**frame, **s_in}),
         "client_state_response": response(step_model_name(card), {**logits, **s_out}),
-        "server_state_request": request(step_model_name(card), frame, seq=True),
-        "server_state_response": response(step_model_name(card), logits),
+        "server_state_request": request(sequence_model_name(card), frame, seq=True),
+        "server_state_response": response(sequence_model_name(card), logits),
         "clip_request": request(clip_model_name(card), clip_in),
         "clip_response": response(clip_model_name(card), logits),
     }
@@ -102,7 +105,9 @@ def _client(job: dict[str, Any], ready: Any, go: Any, until: Any, out: Any) -> N
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from hcml.backends import load_backend
 
-    opts = {"server": job["server"]} if job["backend"] == "triton" else {"threads": 1}
+    opts = {"threads": 1}
+    if job["backend"] == "triton":
+        opts = {"server": job["server"], "state": job["state"]}
     b = load_backend(job["card"], backend=job["backend"], **opts)
     m = job["streams"]
     h, w = b.card.input_size
@@ -118,6 +123,7 @@ def _client(job: dict[str, Any], ready: Any, go: Any, until: Any, out: Any) -> N
         _, state = b.run_step(frame, state)
         lat.append(time.perf_counter() - t)
     out.put({"calls": len(lat), "frames": len(lat) * m, "lat": lat})
+    b.close() if hasattr(b, "close") else None  # ends the server's sequences
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -136,7 +142,9 @@ def _cpu_seconds(pid: int) -> float:
     return total
 
 
-def _run_row(card: str, backend: str, server, k: int, m: int, seconds: float) -> dict[str, Any]:
+def _run_row(
+    card: str, backend: str, server, k: int, m: int, seconds: float, state: str = ""
+) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     ready, out, go, until = ctx.Queue(), ctx.Queue(), ctx.Event(), ctx.Value("d", 0.0)
     job = {
@@ -144,6 +152,7 @@ def _run_row(card: str, backend: str, server, k: int, m: int, seconds: float) ->
         "backend": backend,
         "server": server.grpc_url if server else "",
         "streams": m,
+        "state": state,
     }
     procs = [ctx.Process(target=_client, args=(job, ready, go, until, out)) for _ in range(k)]
     for p in procs:
@@ -161,6 +170,7 @@ def _run_row(card: str, backend: str, server, k: int, m: int, seconds: float) ->
     frames = sum(r["frames"] for r in results)
     return {
         "backend": backend,
+        "state": state or None,
         "clients": k,
         "streams_per_client": m,
         "streams": k * m,
@@ -180,32 +190,45 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     clients = getattr(args, "clients", None) or [1, 2, 4]
     streams = getattr(args, "streams", None) or [1, 4]
     seconds = getattr(args, "seconds", None) or 5.0
+    states = getattr(args, "states", None) or ["server", "client"]
+    server_opts = {
+        "queue_delay_us": getattr(args, "queue_delay_us", 500),
+        "max_batch": getattr(args, "max_batch", 64),
+        "instances": getattr(args, "instances", 1),
+        "threads": getattr(args, "threads", 0),
+    }
     rows = []
     with tempfile.TemporaryDirectory(prefix="hcml-bench-serve-") as tmp:
-        write_triton_repo(card, tmp, queue_delay_us=getattr(args, "queue_delay_us", 500))
+        write_triton_repo(card, tmp, **server_opts)
         server = TritonServer(tmp, free_port(), free_port(), free_port()).start(timeout=300)
         try:
             for k, m in itertools.product(clients, streams):
-                for backend in ("triton", "onnxruntime"):
+                runs = [("triton", s) for s in states] + [("onnxruntime", "")]
+                for backend, state in runs:
                     srv = server if backend == "triton" else None
-                    row = _run_row(card, backend, srv, k, m, seconds)
+                    row = _run_row(card, backend, srv, k, m, seconds, state)
                     rows.append(row)
                     print(
-                        f"{backend:12s} K={k} M={m}: {row['fps']:.1f} frames/s, p50 "
+                        f"{backend:12s} {state:6s} K={k} M={m}: {row['fps']:.1f} frames/s, p50 "
                         f"{row['p50_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms",
                         flush=True,
                     )
         finally:
             server.stop()
-    served = [r for r in rows if r["backend"] == "triton"]
-    best = max(r["fps"] for r in served)
-    knee = min((r for r in served if r["fps"] >= 0.9 * best), key=lambda r: r["streams"])
+    knees = {}
+    for state in states:
+        served = [r for r in rows if r["backend"] == "triton" and r["state"] == state]
+        best = max(r["fps"] for r in served)
+        knees[state] = min(
+            (r for r in served if r["fps"] >= 0.9 * best), key=lambda r: r["streams"]
+        )["streams"]
     return {
         "card": card,
         "seconds": seconds,
+        "server_options": server_opts,
         "rows": rows,
         "wire": wire_bytes(card),
-        "knee_streams": knee["streams"],
+        "knee_streams": knees,
         "title": TITLE,
     }
 
@@ -229,15 +252,21 @@ def markdown(result: dict[str, Any], md: Path | None = None) -> str:
                 r["clients"],
                 r["streams_per_client"],
                 r["streams"],
+                r.get("state") or "client",
                 f"{r['fps']:.1f}",
                 f"{lo_fps:.1f}",
                 f"{r['fps'] / lo_fps:.2f}",
                 f"{r['p50_ms']:.1f}",
                 f"{r['p99_ms']:.1f}",
+                f"{lo[0]['p50_ms']:.1f}" if lo else "",
                 f"{r['server_cpu_cores']:.2f}",
             ]
         )
     w = result["wire"]
+    knees = result["knee_streams"]
+    if not isinstance(knees, dict):  # a result from before the two modes
+        knees = {"client": knees}
+    opts = result.get("server_options")
     return paragraphs(
         machine_line(result) if "machine" in result else "",
         md_table(
@@ -245,19 +274,30 @@ def markdown(result: dict[str, Any], md: Path | None = None) -> str:
                 "clients K",
                 "streams M",
                 "K x M",
+                "step state",
                 "served frames/s",
                 "local frames/s",
                 "served / local",
                 "p50 ms",
                 "p99 ms",
+                "local p50 ms",
                 "server CPU (cores)",
             ],
             rows,
-            align="rrrrrrrrr",
+            align="rrrlrrrrrrr",
         ),
-        f"Knee: {result['knee_streams']} streams. Wire bytes per sampled frame and stream: "
-        f"client-sent state {w['client_state_request']} up + {w['client_state_response']} down; "
-        f"server-held state {w['server_state_request']} up + {w['server_state_response']} down.",
+        "Knee (smallest K x M within 90 % of the mode's best served frames/s): "
+        + ", ".join(f"state={s} {n} streams" for s, n in knees.items())
+        + ". Wire bytes per sampled frame and stream: "
+        f"client-held state {w['client_state_request']} up + {w['client_state_response']} down; "
+        f"server-held state {w['server_state_request']} up + {w['server_state_response']} down."
+        + (
+            " Server: "
+            + ", ".join(f"{k}={v}" for k, v in opts.items())
+            + " (threads 0 = ORT's default)."
+            if opts
+            else ""
+        ),
         footer(result, "Closed loop per client; one step call = one sampled frame of M streams.")
         if "command" in result
         else "",
@@ -271,21 +311,30 @@ def plot(result: dict[str, Any], out_dir: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.0, 3.4))
-    for backend, style in (("triton", "o-"), ("onnxruntime", "s--")):
-        rows = sorted(
-            (r for r in result["rows"] if r["backend"] == backend), key=lambda r: r["streams"]
-        )
-        ax.plot([r["streams"] for r in rows], [r["fps"] for r in rows], style, label=backend)
-    ax.set_xlabel("total streams (K clients x M streams)")
-    ax.set_ylabel("frames / s")
-    ax.axvline(result["knee_streams"], color="grey", alpha=0.4, label="knee (served)")
+    def best(backend: str, state: str | None) -> list[dict]:
+        """Per total stream count, the row (K, M split) with the most frames/s."""
+        out: dict[int, dict] = {}
+        for r in result["rows"]:
+            mine = r["backend"] == backend and (state is None or r.get("state") == state)
+            if mine and (r["streams"] not in out or r["fps"] > out[r["streams"]]["fps"]):
+                out[r["streams"]] = r
+        return [out[n] for n in sorted(out)]
+
+    states = sorted({r.get("state") for r in result["rows"] if r["backend"] == "triton"} - {None})
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
     ax2 = ax.twinx()
-    rows = sorted(
-        (r for r in result["rows"] if r["backend"] == "triton"), key=lambda r: r["streams"]
-    )
-    ax2.plot([r["streams"] for r in rows], [r["p99_ms"] for r in rows], "r:", label="served p99")
-    ax2.set_ylabel("p99 ms", color="r")
+    for state, color in zip(states or [None], ("C0", "C2"), strict=False):
+        rows = best("triton", state)
+        label = f"triton state={state}" if state else "triton"
+        xs = [r["streams"] for r in rows]
+        ax.plot(xs, [r["fps"] for r in rows], "o-", color=color, label=label)
+        ax2.plot(xs, [r["p99_ms"] for r in rows], ":", color=color, label=f"{label} p99")
+    rows = best("onnxruntime", None)
+    ax.plot([r["streams"] for r in rows], [r["fps"] for r in rows], "s--", color="C1",
+            label="local onnxruntime")  # fmt: skip
+    ax.set_xlabel("total streams (K clients x M streams; best split)")
+    ax.set_ylabel("frames / s")
+    ax2.set_ylabel("served p99 ms (dotted)")
     ax.legend(fontsize=8, loc="upper left")
     ax.set_title(TITLE, fontsize=10)
     fig.tight_layout()
@@ -304,7 +353,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", type=int, nargs="+", default=None, help="K values (1 2 4)")
     p.add_argument("--streams", type=int, nargs="+", default=None, help="M values (1 4)")
     p.add_argument("--seconds", type=float, default=None, help="timed seconds per row (5)")
-    p.add_argument("--queue-delay-us", type=int, default=500)
+    p.add_argument("--queue-delay-us", type=int, default=500, help="batcher wait (500)")
+    p.add_argument("--max-batch", type=int, default=64, help="Triton max_batch_size (64)")
+    p.add_argument("--instances", type=int, default=1, help="model instances per graph (1)")
+    p.add_argument("--threads", type=int, default=0, help="ORT threads per instance (0: auto)")
+    p.add_argument(
+        "--states", nargs="+", choices=["server", "client"], default=None,
+        help="step-state modes to serve (server client)",
+    )  # fmt: skip
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--plots", type=Path, default=None, help="write serve.png into this folder")
     p.add_argument("--wire-only", action="store_true", help="print the wire bytes and exit")
