@@ -233,3 +233,17 @@ def test_write_section_appends_then_replaces(tmp_path):
     write_section(md, "x", "second", "Suite X")
     text = md.read_text()
     assert text.count("## Suite X") == 1 and "second" in text and "first" not in text
+
+
+def test_objects_per_object_cost(tmp_path, toy_card):
+    argv = ("--card", toy_card, "--objects", "1", "3", "--frames", "4", "--rounds", "1",
+            "--resolution", "320x240")  # fmt: skip
+    result, section = _bench(tmp_path, "objects", *argv)
+    whole, one, three = result["rows"]
+    assert (whole["objects"], one["objects"], three["objects"]) == (0, 1, 3)
+    assert all(r["frames"] == 4 and r["ms_per_frame"] > 0 for r in result["rows"])
+    assert math.isclose(three["ms_per_object"], three["ms_per_frame"] / 3)
+    assert math.isclose(three["ratio"], three["ms_per_object"] / whole["ms_per_frame"])
+    met = all(r["ratio"] <= 1.25 for r in (one, three))
+    assert result["goal"]["met"] is met and f"**{'met' if met else 'not met'}**" in section
+    assert "| 3 objects |" in section and f"{three['ratio']:.2f}x" in section

@@ -13,6 +13,8 @@ Suites (``all`` runs every one with its defaults, each under 5 minutes on a 2-co
 * ``train``: training clips per second per stage, one process vs 2-process DDP (gloo);
 * ``streams``: N live 720p30 sources into one async hcmlaction: predictions per stream,
   event latency, frames lost, windows dropped, CPU; the largest N that holds real time;
+* ``objects``: per-object classification (N crops + one batched step call) against one
+  whole-frame step call, 1/4/16 objects per frame;
 * ``serve`` (not in ``all``): K client processes (``--clients``) x M streams (``--streams``)
   against one Triton server on loopback vs local ORT at the same stream count; see
   ``hcml.bench.serve`` and docs/SERVING.md;
@@ -38,7 +40,9 @@ from typing import Any
 
 from hcml.bench.common import OPTIONS, machine, stamp, write_json, write_section
 
-SUITE_NAMES = ("streaming", "model", "element", "latency", "backends", "train", "streams")
+SUITE_NAMES = (
+    "streaming", "model", "element", "latency", "backends", "train", "streams", "objects"
+)  # fmt: skip
 SUITES = (*SUITE_NAMES, "device", "serve", "all")  # device: run on a lent GPU (its JSON)
 
 
@@ -103,7 +107,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="latency: seconds per row (60 for runs of 10 minutes or more, else length / 12)",
     )
-    opt("--resolution", default=None, help="element, latency: WxH of the stream (1280x720)")
+    opt(
+        "--resolution",
+        default=None,
+        help="element, latency: WxH of the stream (1280x720); objects: of the frames (640x480)",
+    )
     opt("--fps", type=int, default=None, help="latency: frame rate of the live source (30)")
     opt("--mode", choices=("sync", "async"), default=None, help="latency: hcmlaction mode (async)")
     opt("--stride", type=int, default=None, help="latency: hcmlaction stride (1)")
@@ -117,15 +125,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--frames",
         type=int,
         default=None,
-        help="element: frames of the made stream (300 of the demo stream's 384)",
+        help="element: frames of the made stream (300 of the demo stream's 384); objects: "
+        "frames per variant and round (48)",
     )
-    opt("--rounds", type=int, default=None, help="element: alternating rounds (2)")
+    opt("--rounds", type=int, default=None, help="element: alternating rounds (2); objects: (3)")
     opt("--batches", type=int, nargs="+", default=None, help="backends: batch sizes (1 8 32)")
     opt("--steps", type=int, default=None, help="train: timed steps per stage (4)")
     opt("--batch-size", type=int, default=None, help="train: clips per step and process (8)")
     opt("--world", type=int, default=None, help="train: DDP processes (2; 1 = no DDP)")
     opt("--clients", type=int, nargs="+", default=None, help="serve: client processes (1 2 4)")
     opt("--streams", type=int, nargs="+", default=None, help="streams: N sources (1 2 4 6 8)")
+    opt("--objects", type=int, nargs="+", default=None, help="objects: per frame (1 4 16)")
 
 
 def _combined(args: argparse.Namespace, target: Path | None) -> bool:
