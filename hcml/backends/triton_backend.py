@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 EPOCH_KEY = "triton_epoch"
 SEQ_KEY = "triton_seq"
 STATE_MODES = ("server", "client")
+#: gRPC metadata key carrying a request's correlation id (server-held state), so that a load
+#: balancer in front of several Triton replicas can route each sequence to one of them
+SEQUENCE_HEADER = "hcml-sequence-id"
 #: gRPC status codes that mean "the server is not there" rather than "this request is wrong"
 _LOST = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "StatusCode.CANCELLED")
 
@@ -309,7 +312,12 @@ class TritonBackend(Backend):
 
         def flags(i: int) -> dict[str, Any]:
             sid, start, end = sequences[i]
-            return {"sequence_id": sid, "sequence_start": start, "sequence_end": end}
+            return {
+                "sequence_id": sid,
+                "sequence_start": start,
+                "sequence_end": end,
+                "headers": {SEQUENCE_HEADER: str(sid)},  # for a balancer's sticky routing
+            }
 
         def row(i: int) -> dict[str, np.ndarray]:
             return {n: a[i : i + 1] for n, a in inputs.items()}
@@ -433,6 +441,7 @@ class TritonBackend(Backend):
                         client_timeout=timeout,
                         sequence_id=sid,
                         sequence_end=True,
+                        headers={SEQUENCE_HEADER: str(sid)},
                     )
             except Exception:  # noqa: BLE001 - server gone: its idle timeout frees the rest
                 return 0
@@ -450,6 +459,7 @@ class TritonBackend(Backend):
 
 __all__ = [
     "EPOCH_KEY",
+    "SEQUENCE_HEADER",
     "SEQ_KEY",
     "STATE_MODES",
     "TritonBackend",

@@ -2,8 +2,9 @@
 nvidia-pytriton wheel), for `hcmlaction backend=triton server=HOST:PORT` and DeepStream's
 nvinferserver in gRPC mode.
 
-Writes each card's Triton models (NAME: clip graph, NAME_step: step graph; python backend
-running ONNX Runtime, dynamic batching) into --repository (default: a temporary folder), starts
+Writes each card's Triton models (NAME: clip graph; NAME_step: step graph, state sent by the
+client; NAME_step_seq: step graph, state held by the server under the sequence batcher; python
+backend running ONNX Runtime) into --repository (default: a temporary folder), starts
 Triton on it and prints the endpoints: gRPC (inference), HTTP (/v2/health/ready, model
 metadata) and metrics (Prometheus text, /metrics). SIGTERM or Ctrl-C shuts it down cleanly
 (in-flight requests finish). Endpoints bind --host (127.0.0.1 unless told otherwise).
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         server.start(timeout=args.timeout)
     except ServeError as e:
         return fail(str(e))
-    models = ", ".join(f"{n} + {n}_step" for n in names)
+    models = ", ".join(f"{n} + {n}_step + {n}_step_seq" for n in names)
     print(f"hcml serve: Triton ready, models {models} from {repo}", flush=True)
     print(f"  gRPC     {server.grpc_url}   (hcmlaction backend=triton server={server.grpc_url})")
     print(f"  health   {server.http_url}/v2/health/ready")
