@@ -22,10 +22,13 @@ Failures:
   with the card -> ``BackendUnavailable`` with one line naming the server and the problem;
 * at run time: a lost server raises ``TritonServerLost`` (a ``BackendUnavailable``) at once; the
   next calls fail fast until a retry is due (backoff ``backoff`` s doubling up to
-  ``max_backoff``), then a fresh connection is tried. Every failed step call starts a new
-  *epoch*: a stream state from an older epoch missed frames, so ``run_step`` restarts that
-  stream (zero caches, frame counter 0) before using it; its windows are exact again T frames
-  later, and ``ready()`` says when.
+  ``max_backoff``), then a fresh connection is tried. Only the first failure of an outage has
+  ``repeat=False`` (warn once); ``on_notice`` gets one summary line (failed calls, seconds
+  down) when the server answers again, or from ``end_of_streams()`` while it is still down.
+  Every failed step call starts a new *epoch*: a stream state from an older epoch missed
+  frames (or names a sequence the server may have lost), so ``run_step`` restarts that stream
+  (zero caches / a new sequence with ``sequence_start``, frame counter 0) before using it; its
+  windows are exact again T frames later, and ``ready()`` says when.
 """
 
 from __future__ import annotations
