@@ -288,7 +288,9 @@ def markdown(result: dict[str, Any], md: Path | None = None) -> str:
         ),
         "Knee (smallest K x M within 90 % of the mode's best served frames/s): "
         + ", ".join(f"state={s} {n} streams" for s, n in knees.items())
-        + ". Wire bytes per sampled frame and stream: "
+        + ". "
+        + " ".join(_targets(result, knees))
+        + " Wire bytes per sampled frame and stream: "
         f"client-held state {w['client_state_request']} up + {w['client_state_response']} down; "
         f"server-held state {w['server_state_request']} up + {w['server_state_response']} down."
         + (
@@ -302,6 +304,38 @@ def markdown(result: dict[str, Any], md: Path | None = None) -> str:
         if "command" in result
         else "",
     )
+
+
+def _targets(result: dict[str, Any], knees: dict[str, int]) -> list[str]:
+    """One sentence per mode: served / local range and p99 at half the knee (the targets)."""
+    out = []
+    for state, knee in knees.items():
+        served = [
+            r
+            for r in result["rows"]
+            if r["backend"] == "triton" and (r.get("state") or "client") == state
+        ]
+        ratios = []
+        for r in served:
+            lo = [
+                x["fps"]
+                for x in result["rows"]
+                if x["backend"] == "onnxruntime" and x["streams"] == r["streams"]
+                and x["clients"] == r["clients"]
+            ]  # fmt: skip
+            ratios += [r["fps"] / lo[0]] if lo else []
+        half = [r for r in served if r["streams"] <= max(1, knee // 2)]
+        at = max(half, key=lambda r: (r["streams"], -r["p99_ms"])) if half else None
+        text = (
+            f"state={state}: served / local {min(ratios):.2f}-{max(ratios):.2f}" if ratios else ""
+        )
+        if at is not None:
+            text += (
+                f", p99 at half the knee ({at['streams']} streams, K={at['clients']}): "
+                f"{at['p99_ms']:.1f} ms"
+            )
+        out.append(text + " (targets: >= 0.7, <= 50 ms).")
+    return out
 
 
 def plot(result: dict[str, Any], out_dir: Path) -> Path:
