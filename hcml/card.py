@@ -25,8 +25,9 @@ Schema (version 1)::
                 "plans": {"<gpu>.<trt>": {"clip": "...plan", "step": "...plan", ...}}},
       "tensors": {"clip": {...}, "step": {...}},     # names and shapes (-1 = dynamic batch)
       "sha256": {"NAME.onnx": "...", ...},  # keyed by file path as written in "files"
-      "levels": [0, 1, 2, 3], "recipe": {...}, "metrics": {...}, "cfg": {...}, "created": "..."
-    }
+      "levels": [0, 1, 2, 3], "recipe": {...}, "metrics": {...}, "cfg": {...}, "created": "...",
+      "temperature": 1.0                    # scores = softmax(logits / T); absent = 1.0, > 0
+    }                                       # (fitted by `hcml calibrate`)
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ class ModelCard:
     metrics: dict[str, Any] = field(default_factory=dict)
     cfg: dict[str, Any] = field(default_factory=dict)
     created: str = ""
+    temperature: float = 1.0  # scores = softmax(logits / temperature) (hcml.training.calibration)
     schema: int = SCHEMA_VERSION
     path: Path | None = None  # where the card was loaded from / saved to (not serialized)
 
@@ -191,6 +193,11 @@ class ModelCard:
                     raise ModelCardError("files.plans", "must be an object", where)
             elif not isinstance(rel, str):
                 raise ModelCardError(f"files.{role}", "must be a path string", where)
+        if "temperature" in data:
+            t = data["temperature"]
+            if isinstance(t, bool) or not isinstance(t, int | float) or not 0 < t < float("inf"):
+                raise ModelCardError("temperature", f"expected a number > 0, got {t!r}", where)
+            kw["temperature"] = float(t)
         if "levels" in data:
             levels = _typed(data, "levels", list, where)
             if not all(isinstance(x, int) for x in levels):

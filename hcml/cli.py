@@ -21,6 +21,12 @@ SUBCOMMANDS: list[tuple[str, str | None, str, str]] = [
     ),
     ("eval", "hcml.training.eval_cli", "evaluate a checkpoint or model card on a dataset", "#5"),
     (
+        "calibrate",
+        "hcml.training.calibrate_cli",
+        "fit a model card's score temperature on held-out clips (softmax(logits / T))",
+        "#16",
+    ),
+    (
         "pretrain",
         "hcml.training.pretrain",
         "self-supervised pretraining (flow, progressive) on a folder of unlabelled videos",

@@ -161,6 +161,8 @@ class StreamEngine:
             raise ValueError("batch_timeout, max_gap and idle_timeout must be >= 0 seconds")
         self.mode, self.stride, self.top_k, self.threshold = mode, int(stride), top_k, threshold
         self.smoothing, self.hysteresis = smoothing, hysteresis
+        # scores = softmax(logits / T) on every path (sync, async, clip, step, per-object)
+        self.temperature = float(getattr(card, "temperature", 1.0) or 1.0)
         self.labels = list(labels or card.labels)
         if len(self.labels) != card.num_classes:
             raise ValueError(
@@ -502,7 +504,7 @@ class StreamEngine:
                 f"the backend returned non-finite logits (NaN/inf) for stream {stream!r}, window "
                 f"[{start}, {end}] ns; no prediction made"
             )
-        probs, class_id = st.smoother.update(logits)
+        probs, class_id = st.smoother.update(logits / self.temperature)
         score = float(probs[class_id])
         self.predictions += 1
         if score < self.threshold:

@@ -4,6 +4,10 @@ MODEL: an ``hcml-checkpoint`` ``.pt`` or a model card ``.json`` (run through
 ``hcml.backends.load_backend``). DATASET: a folder ``<root>/<class>/<clip>.mp4``, a CSV
 ``path,label``, a Something-Something JSON, a Kinetics CSV, or ``synth:seed=S,clips=N``.
 
+Scores are softmax(logits / T) with T the card's ``temperature`` (1.0 for a checkpoint;
+--temperature overrides): the expected calibration error of the top-1 confidence (``ece``, 15
+bins) and the NLL are reported next to top-1. ``hcml calibrate`` fits T.
+
 A clip that cannot be decoded (corrupt, empty, not a video) is skipped: the count and each
 file are reported on stderr and under ``skipped`` in --json, and the metrics cover the clips
 that were read. --strict stops at the first such clip instead (exit status 2, one line naming
@@ -41,6 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="fail on the first unreadable clip instead of skipping it",
     )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="score with softmax(logits / T) for ECE/NLL (default: the card's, 1.0 for a "
+        "checkpoint; top-1 does not depend on it)",
+    )
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -73,18 +84,30 @@ def _collate(batch: list):
     return default_collate(batch) if batch else None
 
 
-def evaluate_skipping(fn, ds, names, batch_size: int, strict: bool, progress: bool):
+def evaluate_skipping(
+    fn, ds, names, batch_size: int, strict: bool, progress: bool, temperature: float = 1.0
+):
     """``evaluate.metrics`` over the readable clips of ``ds``, plus ``skipped``: the message of
     every clip that could not be decoded (each names its file).
 
     fn: float [B, 3, T, H, W] -> logits [B, K]. Raises VideoReadError with ``strict``, and
     DatasetError when no clip at all could be read.
     """
+    from hcml.training.evaluate import metrics
+
+    logits, labels, skipped = collect_logits(fn, ds, batch_size, strict, progress)
+    result = metrics(logits, labels, names, temperature)
+    result["skipped"] = skipped
+    return result
+
+
+def collect_logits(fn, ds, batch_size: int, strict: bool, progress: bool):
+    """(logits float [N, K], labels int [N], skipped messages) of ``fn`` over the readable
+    clips of ``ds`` (see ``evaluate_skipping``)."""
     import numpy as np
     import torch
 
     from hcml.data.datasets import DatasetError
-    from hcml.training.evaluate import metrics
 
     wrapped = _SkipUnreadable(ds, strict)
     loader = torch.utils.data.DataLoader(
@@ -104,51 +127,58 @@ def evaluate_skipping(fn, ds, names, batch_size: int, strict: bool, progress: bo
     if not outs:
         first = f" ({wrapped.skipped[0]})" if wrapped.skipped else ""
         raise DatasetError(f"none of the {len(ds)} clips could be read{first}")
-    result = metrics(np.concatenate(outs), np.concatenate(ys), names)
-    result["skipped"] = list(wrapped.skipped)
-    return result
+    return np.concatenate(outs), np.concatenate(ys), list(wrapped.skipped)
 
 
-def run(args: argparse.Namespace) -> int:
+def load_model_fn(path: Path, backend_name: str = "auto"):
+    """(fn: float [B, 3, T, H, W] -> logits [B, K], cfg, label names, frame step, temperature)
+    of a model card (.json, through ``load_backend``) or an ``hcml-checkpoint`` (.pt)."""
     import numpy as np
     import torch
 
+    if path.suffix == ".json":
+        from hcml.backends import load_backend
+
+        backend = load_backend(path, backend=backend_name)
+        card = backend.card
+        cfg = {
+            "frames": card.window,
+            "input_size": list(card.input_size),
+            "mean": list(card.mean),
+            "std": list(card.std),
+        }
+
+        def fn(x):
+            return np.asarray(backend.run_clip(x.numpy().astype(np.float32)))
+
+        return fn, cfg, list(card.labels), int(card.frame_step), float(card.temperature)
+    from hcml.model.checkpoint import load_checkpoint, load_model
+
+    model = load_model(path)
+    data = load_checkpoint(path)
+
+    @torch.no_grad()
+    def run_model(x):
+        return model(x).numpy()
+
+    step = int(data.get("data", {}).get("frame_step", 1))
+    return run_model, model.default_cfg, data.get("labels"), step, 1.0
+
+
+def run(args: argparse.Namespace) -> int:
     from hcml.data.datasets import ClipDataset, DatasetError, open_dataset
     from hcml.data.video import VideoReadError
     from hcml.model.checkpoint import CheckpointError
     from hcml.training.evaluate import plot_confusion, plot_curves
 
     path = Path(args.model)
-    step = 1
-    names = None
+    if args.temperature is not None and not 0 < args.temperature < float("inf"):
+        print(f"hcml eval: --temperature must be > 0, got {args.temperature}", file=sys.stderr)
+        return 2
     try:
-        if path.suffix == ".json":
-            from hcml.backends import load_backend
-
-            backend = load_backend(path, backend=args.backend)
-            card = json.loads(path.read_text())
-            cfg = {
-                "frames": card["window"],
-                "input_size": card["input_size"],
-                "mean": card["mean"],
-                "std": card["std"],
-            }
-            names = card.get("labels")
-            step = int(card.get("frame_step", 1))
-            fn = lambda x: np.asarray(backend.run_clip(x.numpy().astype(np.float32)))
-        else:
-            from hcml.model.checkpoint import load_checkpoint, load_model
-
-            model = load_model(path)
-            data = load_checkpoint(path)
-            cfg = model.default_cfg
-            names = data.get("labels")
-            step = int(data.get("data", {}).get("frame_step", 1))
-
-            @torch.no_grad()
-            def fn(x):
-                return model(x).numpy()
-
+        fn, cfg, names, step, temperature = load_model_fn(path, args.backend)
+        if args.temperature is not None:
+            temperature = args.temperature
         if args.frame_step:
             step = args.frame_step
         source = open_dataset(args.dataset, labels=names)
@@ -160,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
     ds = ClipDataset(source, int(cfg["frames"]), size, cfg["mean"], cfg["std"], step, "uniform")
     try:
         result = evaluate_skipping(
-            fn, ds, names, args.batch_size, args.strict, progress=not args.no_progress
+            fn, ds, names, args.batch_size, args.strict, not args.no_progress, temperature
         )
     except (VideoReadError, DatasetError) as e:
         more = " (--strict)" if isinstance(e, VideoReadError) else ""
@@ -178,7 +208,8 @@ def run(args: argparse.Namespace) -> int:
     result["dataset"] = str(args.dataset)
     rev = result["reversal"]
     print(
-        f"top1 {result['top1']:.4f}  top5 {result['top5']:.4f}  n {result['n']}  "
+        f"top1 {result['top1']:.4f}  ece {result['ece']:.4f} (T {temperature:.3f})  "
+        f"top5 {result['top5']:.4f}  n {result['n']}  "
         f"skipped {len(result['skipped'])}  "
         f"reversal-pair acc {rev['accuracy']}  twin confusion {rev['twin_confusion']}"
     )
@@ -195,6 +226,8 @@ def run(args: argparse.Namespace) -> int:
         card.setdefault("metrics", {})[args.record] = {
             "top1": result["top1"],
             "top5": result["top5"],
+            "ece": result["ece"],
+            "temperature": temperature,
             "reversal_pair_accuracy": rev["accuracy"],
             "per_class": result["per_class"],
             "n": result["n"],

@@ -23,13 +23,18 @@ from hcml.labels import REVERSAL_TWIN
 __all__ = ["metrics", "evaluate_module", "evaluate_fn", "plot_confusion", "plot_curves"]
 
 
-def metrics(logits: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
+def metrics(
+    logits: np.ndarray, labels: np.ndarray, names: Sequence[str], temperature: float = 1.0
+) -> dict[str, Any]:
     """logits float [N, K], labels int [N] -> the eval JSON dict.
 
     Keys: ``n``, ``top1``, ``top5``, ``per_class`` {name: acc or None}, ``confusion`` [K][K]
     (row: true class, column: predicted), ``reversal`` {``accuracy``, ``twin_confusion``,
-    ``n``} over classes with a distinct twin.
+    ``n``} over classes with a distinct twin; ``ece`` (15 bins, top-1 confidence) and ``nll``
+    of the scores softmax(logits / ``temperature``), and ``temperature``.
     """
+    from hcml.training.calibration import ece, nll
+
     logits = np.asarray(logits, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     k = logits.shape[1]
@@ -59,6 +64,9 @@ def metrics(logits: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> dic
         "confusion": conf.tolist(),
         "reversal": rev,
         "labels": list(names),
+        "temperature": float(temperature),
+        "ece": ece(logits, labels, temperature) if len(labels) else None,
+        "nll": nll(logits, labels, temperature) if len(labels) else None,
     }
 
 
