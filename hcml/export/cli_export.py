@@ -130,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
         from hcml.export.triton_repo import write_triton_repo
 
         write_triton_repo(card, args.triton_repo)
-        print(f"  triton     {args.triton_repo} (models {card.name}, {card.name}_step)")
+        models = f"{card.name}, {card.name}_step, {card.name}_step_seq"
+        print(f"  triton     {args.triton_repo} (models {models})")
     if args.no_deepstream:
         return 0
     from hcml.export.cli_deepstream import settings_from_args, write_and_check
