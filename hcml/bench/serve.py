@@ -142,6 +142,45 @@ def _cpu_seconds(pid: int) -> float:
     return total
 
 
+def _model_of(card: str, state: str) -> str:
+    from hcml.card import ModelCard, step_model_name
+    from hcml.export.triton_repo import sequence_model_name
+
+    c = ModelCard.load(card)
+    return sequence_model_name(c) if state == "server" else step_model_name(c)
+
+
+def _server_metrics(server) -> dict[str, float]:
+    """Triton's cumulative per-model counters: {(model, metric): value} (Prometheus text)."""
+    import urllib.request
+
+    with urllib.request.urlopen(server.metrics_url, timeout=10) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("nv_inference_") and 'model="' in line:
+            metric = line.split("{", 1)[0]
+            model = line.split('model="', 1)[1].split('"', 1)[0]
+            out[(model, metric)] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def _breakdown(before: dict, after: dict, model: str) -> dict[str, float]:
+    """Per request on the server (ms): queue, input, infer, output; rows (streams) and
+    requests per model execute."""
+
+    def d(metric: str) -> float:
+        return after.get((model, metric), 0.0) - before.get((model, metric), 0.0)
+
+    n, execs = d("nv_inference_request_success"), d("nv_inference_exec_count")
+    if not n or not execs:
+        return {}
+    out = {"batch": d("nv_inference_count") / execs, "requests_per_execute": n / execs}
+    for key in ("request", "queue", "compute_input", "compute_infer", "compute_output"):
+        out[f"{key}_ms"] = d(f"nv_inference_{key}_duration_us") / n / 1e3
+    return out
+
+
 def _run_row(
     card: str, backend: str, server, k: int, m: int, seconds: float, state: str = ""
 ) -> dict[str, Any]:
@@ -160,10 +199,12 @@ def _run_row(
     for _ in procs:  # every client loaded and warm before the clock starts
         ready.get(timeout=300)
     cpu0 = _cpu_seconds(server.proc.pid) if server is not None else 0.0
+    m0 = _server_metrics(server) if server is not None else {}
     until.value = time.monotonic() + seconds
     go.set()
     results = [out.get(timeout=seconds + 120) for _ in procs]
     cpu = _cpu_seconds(server.proc.pid) - cpu0 if server is not None else None
+    m1 = _server_metrics(server) if server is not None else {}
     for p in procs:
         p.join(30)
     lat = sorted(x for r in results for x in r["lat"])
@@ -179,6 +220,7 @@ def _run_row(
         "p99_ms": 1e3 * lat[min(len(lat) - 1, int(0.99 * len(lat)))],
         "calls": len(lat),
         "server_cpu_cores": None if cpu is None else cpu / seconds,
+        "server_ms": _breakdown(m0, m1, _model_of(card, state)) if server is not None else {},
     }
 
 
@@ -262,6 +304,24 @@ def markdown(result: dict[str, Any], md: Path | None = None) -> str:
                 f"{r['server_cpu_cores']:.2f}",
             ]
         )
+    split = []
+    for r in result["rows"]:
+        b = r.get("server_ms") or {}
+        if r["backend"] == "triton" and b:
+            split.append(
+                [
+                    r["clients"],
+                    r["streams_per_client"],
+                    r.get("state") or "client",
+                    f"{b['batch']:.1f}",
+                    f"{b.get('requests_per_execute', 0):.1f}",
+                    f"{b['request_ms']:.1f}",
+                    f"{b['queue_ms']:.1f}",
+                    f"{b['compute_input_ms']:.1f}",
+                    f"{b['compute_infer_ms']:.1f}",
+                    f"{b['compute_output_ms']:.1f}",
+                ]
+            )
     w = result["wire"]
     knees = result["knee_streams"]
     if not isinstance(knees, dict):  # a result from before the two modes
@@ -300,6 +360,29 @@ def markdown(result: dict[str, Any], md: Path | None = None) -> str:
             if opts
             else ""
         ),
+        "Where a served request's time goes (Triton's per-model counters over the timed "
+        "seconds, per request; with the python backend 'infer' is the model.py execute: IPC to "
+        "the stub, ORT, the state store; the rest of a call's latency is the client and gRPC):"
+        if split
+        else "",
+        md_table(
+            [
+                "K",
+                "M",
+                "step state",
+                "streams / execute",
+                "requests / execute",
+                "server ms / request",
+                "queue",
+                "input",
+                "infer",
+                "output",
+            ],
+            split,
+            align="rrlrrrrrrr",
+        )
+        if split
+        else "",
         footer(result, "Closed loop per client; one step call = one sampled frame of M streams.")
         if "command" in result
         else "",
