@@ -1,0 +1,145 @@
+"""training/label_efficiency.py (issue 16, item 4): the smoke grid runs end to end, every row is
+scored on both eval sets, the pretrained rows load the pretraining run's weights, and the table
+renders every cell.
+
+One smoke grid (2 seeds x 2 label counts x 5 methods, 2 pretrainings) runs once for the module,
+its renders in the usual cache (``$HCML_CACHE``): ~70 s on 2 busy cores once they are cached.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "training" / "label_efficiency.py"
+METHODS = ("pretrained", "scratch", "tsm", "mscv", "probe")
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("label_efficiency", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["label_efficiency"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _run(args: list[str], env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("label_eff")
+    env = dict(os.environ)  # the renders go to the usual cache (small sets, kept between runs)
+    args = ["run", "--smoke", "--out", str(tmp / "run"), "--labels", "2,5", "--parallel", "2"]
+    args += ["--workers", "2"]
+    p = _run(args, env)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    rows = {f.stem: json.loads(f.read_text()) for f in (tmp / "run" / "rows").glob("*.json")}
+    return {"dir": tmp / "run", "rows": rows, "env": env, "args": args, "stdout": p.stdout}
+
+
+@pytest.mark.slow
+def test_every_row_scored_on_both_sets(grid):
+    want = {f"{m}-k{k}-s{s}" for m in METHODS for k in ("2", "5") for s in (0, 1)}
+    assert set(grid["rows"]) == want
+    for name, r in grid["rows"].items():
+        for key in ("heldout", "style_shift"):
+            e = r[key]
+            assert e["n"] == 12, name  # 1 clip a class in the smoke size
+            assert 0.0 <= e["top1"] <= 1.0 and e["top1"] == e["correct"] / e["n"], name
+        # k a class, capped by the smoke pool (1 classic + 2 train clips a class)
+        assert r["n_train"] == 12 * min(int(r["labels"]), 3), name
+        assert sum(r["n_train_by_style"].values()) == r["n_train"]
+        assert r["steps"] == 2 and r["batch"] == 2, name  # one budget for every row
+
+
+@pytest.mark.slow
+def test_pretrained_rows_load_the_pretraining_run(grid):
+    import torch
+
+    mod = _module()
+    for seed in (0, 1):
+        state = torch.load(
+            grid["dir"] / f"pretrain-s{seed}" / "model.pt", map_location="cpu", weights_only=True
+        )["wrapper_state"]
+        heads = [k for k in state if k.startswith("model.head.")]
+        for k in ("2", "5"):
+            pre = grid["rows"][f"pretrained-k{k}-s{seed}"]
+            probe = grid["rows"][f"probe-k{k}-s{seed}"]
+            scratch = grid["rows"][f"scratch-k{k}-s{seed}"]
+            names = sorted(pre["init"]["sha"])
+            assert any(n.startswith("flow_net.") for n in names)
+            assert any(n.startswith("model.motion.") for n in names)
+            for n in names:
+                ref = mod.tensor_sha(state[n])
+                assert pre["init"]["sha"][n] == ref and probe["init"]["sha"][n] == ref
+                # scratch starts where pretraining started, so pretraining changed the tensor
+                assert scratch["init"]["sha"][n] != ref
+                assert pre["final_sha"][n] != ref  # fine-tuning trains it
+                assert probe["final_sha"][n] == ref  # the probe trains the classifier only
+            assert pre["init"]["loaded"] == len(state) - len(heads)
+            assert sorted(pre["init"]["kept"]) == sorted(heads)
+            assert scratch["init"]["from"] is None
+
+
+def test_subsets_are_per_class_nested_and_per_seed():
+    mod = _module()
+    size = mod.SIZES["full"]
+    per = size.pool  # classic then train, item i of a look is class i % 12
+    n_classic = 12 * per["classic"]
+
+    def cls(i):
+        return (i if i < n_classic else i - n_classic) % 12
+
+    sets = {k: mod.subset_indices(size, 0, k) for k in ("2", "5", "20", "all")}
+    for k, idx in sets.items():
+        want = sum(per.values()) if k == "all" else int(k)
+        assert len(set(idx)) == len(idx) == 12 * want
+        assert all(sum(cls(i) == c for i in idx) == want for c in range(12))
+    assert set(sets["2"]) < set(sets["5"]) < set(sets["20"]) < set(sets["all"])
+    assert set(mod.subset_indices(size, 1, "5")) != set(sets["5"])
+    assert max(sets["all"]) == 12 * sum(per.values()) - 1
+
+
+@pytest.mark.slow
+def test_table_renders_every_cell(grid, tmp_path):
+    results = tmp_path / "RESULTS.md"
+    results.write_text(
+        "# r\n\n<!-- label-efficiency:begin -->\nold\n<!-- label-efficiency:end -->\ntail\n"
+    )
+    p = _run(["table", "--out", str(grid["dir"]), "--results", str(results)], grid["env"])
+    assert p.returncode == 0, p.stderr
+    text = results.read_text()
+    assert "old" not in text and text.endswith("<!-- label-efficiency:end -->\ntail\n")
+    tables = [ln for ln in text.splitlines() if ln.startswith("| ") and "clips)" not in ln]
+    assert len(tables) == 2 * len(METHODS)
+    for ln in tables:
+        cells = [c.strip() for c in ln.strip("|").split("|")][1:]
+        assert len(cells) == 2 and all("±" in c for c in cells), ln
+    assert text.count("| 2 a class (24 clips) | 5 a class (36 clips) |") == 2
+    rows = grid["rows"]
+    shift = {n: r["style_shift"]["top1"] for n, r in rows.items()}
+    d = [100 * (shift[f"pretrained-k5-s{s}"] - shift[f"scratch-k5-s{s}"]) for s in (0, 1)]
+    assert f"style-shift: {sum(d) / 2:+.1f} points" in text
+
+
+@pytest.mark.slow
+def test_rerun_skips_done_rows_and_bad_input_is_one_line(grid):
+    p = _run(grid["args"], grid["env"])
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "20 rows done earlier, 0 to run" in p.stdout
+    bad = _run(["run", "--smoke", "--out", str(grid["dir"]), "--labels", "3"], grid["env"])
+    assert bad.returncode == 2
+    assert bad.stderr.strip().count("\n") == 0 and "--labels" in bad.stderr
+    bad = _run(["table", "--out", str(grid["dir"] / "nothing")], grid["env"])
+    assert bad.returncode == 2 and "holds no run" in bad.stderr
