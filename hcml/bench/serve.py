@@ -233,12 +233,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     streams = getattr(args, "streams", None) or [1, 4]
     seconds = getattr(args, "seconds", None) or 5.0
     states = getattr(args, "states", None) or ["server", "client"]
-    server_opts = {
-        "queue_delay_us": getattr(args, "queue_delay_us", 500),
-        "max_batch": getattr(args, "max_batch", 64),
-        "instances": getattr(args, "instances", 1),
-        "threads": getattr(args, "threads", 0),
-    }
+    server_opts = {"queue_delay_us": 500, "max_batch": 64, "instances": 1, "threads": 0}
+    for key in server_opts:  # `hcml bench` shares one namespace: other suites' None = unset
+        if getattr(args, key, None) is not None:
+            server_opts[key] = int(getattr(args, key))
     rows = []
     with tempfile.TemporaryDirectory(prefix="hcml-bench-serve-") as tmp:
         write_triton_repo(card, tmp, **server_opts)
