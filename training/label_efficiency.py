@@ -1,4 +1,4 @@
-"""Label efficiency (issue 16, item 4): accuracy against labelled clips a class, with and without
+r"""Label efficiency (issue 16, item 4): accuracy against labelled clips a class, with and without
 self-supervised pretraining.
 
 Rows: labelled clips a class k in {2, 5, 20, all} x method, for each seed (default 0 and 1):
@@ -35,24 +35,38 @@ model sees 8 frames, step 2):
 Sizes (``SIZES``): ``full`` for the GPU, ``smoke`` (32 px input, a few clips and steps) for the
 test and a quick look on a CPU: the whole smoke grid takes 1-2 minutes on 2 busy cores.
 
-GPU estimate (full size, H200, ``--parallel 14``): the flow ablation's rows with this flow net
-(growth 32, corr r3) ran ~145 ms a step with 10 processes on the GPU; a CPU probe here puts a
-joint step at 1.4x a flow step and a TSM / MSCV step at 1/15 of a joint step. Grid: 2
-pretrainings of 400 flow + 4 x 50 progressive steps (on the critical path: ~75 s), 16 HCML
-joint rows + 16 TSM / MSCV rows + 8 probe rows of 300 steps (~20 joint-step equivalents x 300
-= 6000, at ~50 a second over the processes: ~125 s, largely beside the pretraining), rendering
-1800 pool + 480 eval + 600 unlabelled clips on 16 cores (~55 s), start-up ~20 s: about 4
-minutes. Unmeasured on the device; ``--deadline 270`` starts no row after 270 s (rows are
-resumable: rerun the same command for the rest).
+GPU estimate (full size, H200, ``--parallel 14``; not measured on the device): the flow
+ablation's rows with this flow net (growth 32, corr r3) ran ~145 ms a step with 10 processes on
+the GPU (~70 flow steps a second in all); a CPU probe here (batch 16, 64 px, one thread, busy
+cores) costs a joint step 16.8 s, a flow step 12.2 s, a progressive step 4.7 s, a TSM / MSCV
+step 1.0 s, a probe step (frozen forward) ~2 s, so ~50 joint steps a second in all. Grid: 16
+HCML joint rows x 300 steps = 4800, 16 TSM / MSCV rows (counted at 0.2 of a joint step: small
+kernels are launch-bound on a GPU) ~960, 8 probe rows ~480, 2 pretrainings of 400 flow + 4 x 50
+progressive steps ~700: ~6900 joint-step equivalents, ~140 s; the critical path (pretraining
+~70 s, then a pretrained row ~60 s) fits inside it. Rendering 1800 pool + 480 eval + 600
+unlabelled clips (~0.15-0.3 s each) on 16 cores: 30-55 s; start-up ~20 s. About 4 minutes.
+``--deadline 210`` starts no row after 210 s (a running row finishes); rows are resumable, so
+rerunning the same command does the rest.
 
-    # GPU (torch CUDA; no GStreamer needed):
-    python training/label_efficiency.py run --out runs/label_eff --device cuda --parallel 14 \\
-        --workers 16 --deadline 270
-    python training/label_efficiency.py table --out runs/label_eff     # -> docs/RESULTS.md
-    # CPU smoke (the test), and a small CPU run:
+The styled looks need the photo bank (``hcml.data.textures``): on a machine without it (or
+without PyAV to read the two test videos) carry this machine's bank and wallpapers along, so
+the device renders exactly these clips. GPU (torch CUDA; no GStreamer needed)::
+
+    mkdir -p runs/le_cache && cp ~/.cache/hcml/textures-*.npz runs/le_cache/ \
+        && cp -r ~/.cache/hcml/wallpapers runs/le_wallpapers          # here; carry both
+    HCML_CACHE=runs/le_cache HCML_WALLPAPERS=runs/le_wallpapers python \
+        training/label_efficiency.py run --out runs/label_eff --device cuda --parallel 14 \
+        --workers 16 --deadline 210; mkdir -p $OUT/label_eff/rows \
+        && cp runs/label_eff/run.json $OUT/label_eff/ && cp runs/label_eff/rows/*.json \
+        $OUT/label_eff/rows/                                           # on the device
+    python training/label_efficiency.py table --out FILES_AT/label_eff   # here -> docs/RESULTS.md
+
+CPU: the smoke grid (the test's, all 40 rows: ~3.5 min on 2 busy cores, 1 min of it the
+first rendering) and a small real run::
+
     python training/label_efficiency.py run --smoke --out runs/label_eff_smoke --parallel 2
-    nice -n 10 python training/label_efficiency.py run --out runs/label_eff_cpu --seeds 0 \\
-        --labels 2,5 --steps 60 --pretrain-steps 60,8 --parallel 2 --workers 2
+    nice -n 10 python training/label_efficiency.py run --out runs/label_eff_cpu --seeds 0 \
+        --labels 2,5 --steps 40 --batch 8 --pretrain-steps 40,5 --parallel 2 --workers 2
 """
 
 from __future__ import annotations
@@ -73,6 +87,8 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `python training/label_efficiency.py` from a bare checkout
+    sys.path.insert(0, str(REPO))
 METHODS = ("pretrained", "scratch", "tsm", "mscv", "probe")
 TITLES = {
     "pretrained": "HCML pretrained, fine-tuned",
@@ -685,7 +701,17 @@ def render_table(out: Path) -> str:
     methods = [m for m in METHODS if m in meta["methods"]]
     pool = sum(data["pool_clips"].values())
     steps = sorted({r["steps"] for r in rows})
+    full = {**json.loads(json.dumps(asdict(SIZES["full"]))), "name": "full"}
+    if size == full and meta["device"].startswith("cuda") and meta["seeds"] == list(SEEDS):
+        kind = "**Full grid.**"
+    else:
+        kind = (
+            "**Small run, not the full grid** (fewer steps, clips or seeds than the `full` size "
+            "on a GPU): a check that the pipeline runs, with numbers to read as such."
+        )
     lines = [
+        kind,
+        "",
         f"Run: `{meta['command']}` (size `{size['name']}`, device `{meta['device']}`, seeds "
         f"{', '.join(map(str, meta['seeds']))}). Every row: {size['steps']} fine-tuning steps "
         f"of {size['batch']} clips (steps done: {', '.join(map(str, steps)) or '-'}), AdamW "
