@@ -33,7 +33,7 @@ model sees 8 frames, step 2):
   training uses either), ``eval`` clips a class each.
 
 Sizes (``SIZES``): ``full`` for the GPU, ``smoke`` (32 px input, a few clips and steps) for the
-test and a quick look on a CPU: the whole smoke grid takes 1-2 minutes on 2 busy cores.
+test and a quick look on a CPU (the whole smoke grid: ~2.5 minutes on 2 busy cores once rendered).
 
 GPU estimate (full size, H200, ``--parallel 14``; not measured on the device): the flow
 ablation's rows with this flow net (growth 32, corr r3) ran ~145 ms a step with 10 processes on
@@ -43,8 +43,8 @@ step 1.0 s, a probe step (frozen forward) ~2 s, so ~50 joint steps a second in a
 HCML joint rows x 300 steps = 4800, 16 TSM / MSCV rows (counted at 0.2 of a joint step: small
 kernels are launch-bound on a GPU) ~960, 8 probe rows ~480, 2 pretrainings of 400 flow + 4 x 50
 progressive steps ~700: ~6900 joint-step equivalents, ~140 s; the critical path (pretraining
-~70 s, then a pretrained row ~60 s) fits inside it. Rendering 1800 pool + 480 eval + 600
-unlabelled clips (~0.15-0.3 s each) on 16 cores: 30-55 s; start-up ~20 s. About 4 minutes.
+~70 s, then a pretrained row ~60 s) fits inside it. Rendering 3600 pool + 480 eval + 600
+unlabelled clips (~0.15-0.3 s each) on 16 cores: 45-90 s; start-up ~20 s. About 4 minutes.
 ``--deadline 210`` starts no row after 210 s (a running row finishes); rows are resumable, so
 rerunning the same command does the rest.
 
@@ -129,7 +129,7 @@ SIZES = {
     "full": Size(
         64,
         112,
-        {"classic": 50, "train": 100},
+        {"classic": 100, "train": 200},  # train_style.yaml's 1200 + 2400 clips (its cache)
         {"classic": 25, "train": 25},
         600,
         20,
@@ -548,6 +548,8 @@ def run(a: argparse.Namespace) -> int:
         )
     if a.batch is not None:
         size = replace(size, batch=a.batch)
+    if a.eval_clips is not None:
+        size = replace(size, eval=a.eval_clips)
     seeds = [int(s) for s in a.seeds.split(",")]
     labels = a.labels.split(",")
     methods = a.methods.split(",")
@@ -790,6 +792,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--steps", type=int, help="fine-tuning steps a row (size default)")
     r.add_argument("--pretrain-steps", help="FLOW[,PROGRESSIVE a level] (size default)")
     r.add_argument("--batch", type=int, help="clips a step (size default)")
+    r.add_argument("--eval-clips", type=int, help="eval clips a class and set (size default)")
     r.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     r.add_argument("--labels", default=",".join(LABELS), help="from " + ",".join(LABELS))
     r.add_argument("--methods", default=",".join(METHODS), help="from " + ",".join(METHODS))
