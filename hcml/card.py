@@ -453,3 +453,8 @@ def clip_model_name(card: ModelCard) -> str:
 def step_model_name(card: ModelCard) -> str:
     """The Triton model that serves the card's step graph."""
     return card.name + "_step"
+
+
+def sequence_model_name(card: ModelCard) -> str:
+    """The Triton model of the step graph whose state the server holds (sequence batcher)."""
+    return step_model_name(card) + "_seq"

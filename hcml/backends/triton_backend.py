@@ -117,8 +117,7 @@ class TritonBackend(Backend):
                 f"tritonclient[grpc] not importable ({e}); install the serve extra: "
                 "pip install -e '.[serve]'"
             ) from e
-        from hcml.card import clip_model_name, step_model_name
-        from hcml.export.triton_repo import sequence_model_name
+        from hcml.card import clip_model_name, sequence_model_name, step_model_name
 
         self._grpc, self._exc = grpcclient, InferenceServerException
         self.card, self.device, self.server = card, device, server

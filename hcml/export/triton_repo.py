@@ -29,7 +29,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from hcml.card import ModelCard, clip_model_name, step_model_name
+from hcml.card import ModelCard, clip_model_name, sequence_model_name, step_model_name
 
 __all__ = [
     "clip_model_name",
@@ -40,11 +40,6 @@ __all__ = [
 ]
 
 MODEL_PY = Path(__file__).resolve().parent.parent / "serve" / "triton_model.py"
-
-
-def sequence_model_name(card: ModelCard) -> str:
-    """The Triton model of the step graph whose state the server holds (sequence batcher)."""
-    return step_model_name(card) + "_seq"
 
 
 def _dims(shape: list[int]) -> str:
