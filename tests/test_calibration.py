@@ -108,7 +108,9 @@ def test_engine_scores_are_softmax_of_logits_over_t_on_every_path(tiny_card):
     assert max(p.max() for p in plain) < 0.5 < min(w.max() for w in want)  # T matters here
     got = {}
     for mode, incremental in (("sync", True), ("sync", False), ("async", True)):
-        engine = StreamEngine(backend, stride=3, incremental=incremental, top_k=k, mode=mode)
+        engine = StreamEngine(
+            backend, stride=3, incremental=incremental, top_k=k, mode=mode, max_backlog=64
+        )
         preds = [p for i, f in enumerate(frames) for p in engine.push("s", f, 40 * i)]
         preds += engine.drain() if mode == "async" else []
         engine.close()
