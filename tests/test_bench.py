@@ -212,7 +212,7 @@ def test_helpers():
     args = p.parse_args(["latency", "--minutes", "60", "--json", "out dir/latency.json"])
     assert command_line(args) == "hcml bench latency --json 'out dir/latency.json' --minutes 60"
     assert set(SUITE_NAMES) == {"streaming", "model", "element", "latency", "backends", "train",
-                                "streams"}  # fmt: skip
+                                "streams", "objects"}  # fmt: skip
 
 
 def test_soak_verdict():
