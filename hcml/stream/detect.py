@@ -78,7 +78,7 @@ class MotionDetector:
         threshold: float = 6.0,
         history: int = 16,
         min_area: int = 64,
-        gap: int = 2,
+        gap: int = 0,
         blur: int = 3,
     ):
         import cv2
