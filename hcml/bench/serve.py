@@ -274,7 +274,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def markdown(result: dict[str, Any], md: Path | None = None) -> str:
-    from hcml.bench.common import footer, machine_line, md_table, paragraphs
+    from hcml.bench.common import footer, machine_line, md_table, paragraphs, plot_link
 
     rows = []
     for r in result["rows"]:
@@ -381,6 +381,7 @@ def markdown(result: dict[str, Any], md: Path | None = None) -> str:
         )
         if split
         else "",
+        plot_link(result, md, "served (per step-state mode) and local frames/s, served p99"),
         footer(result, "Closed loop per client; one step call = one sampled frame of M streams.")
         if "command" in result
         else "",
