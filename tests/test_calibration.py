@@ -124,3 +124,45 @@ def test_engine_scores_are_softmax_of_logits_over_t_on_every_path(tiny_card):
             np.testing.assert_allclose(_scores(p), w, atol=2e-3, err_msg=str(key))
             assert p.score == pytest.approx(w.max(), abs=2e-3)
     assert math.isclose(sum(_scores(got["sync", True][0])), 1.0, abs_tol=1e-6)
+
+
+def test_hcml_calibrate_writes_the_fitted_temperature_and_eval_reports_its_ece(
+    tiny_card, synth_clips, tmp_path, capsys
+):
+    from hcml.cli import main
+
+    folder = tmp_path / "card"
+    shutil.copytree(Path(tiny_card).parent, folder)
+    card = folder / Path(tiny_card).name
+    raw = tmp_path / "raw.npz"
+    assert main(["eval", str(card), str(synth_clips), "--logits", str(raw), "--no-progress"]) == 0
+    saved = np.load(raw)
+    z, y = saved["logits"], saved["labels"]
+    assert z.shape == (12, 12) and sorted(y.tolist()) == list(range(12))
+    fit = tmp_path / "fit.json"
+    assert (
+        main(["calibrate", str(card), str(synth_clips), "--json", str(fit), "--no-progress"]) == 0
+    )
+    t = ModelCard.load(card).temperature
+    assert t == pytest.approx(fit_temperature(z, y), rel=1e-6)
+    report = json.loads(fit.read_text())
+    assert report["before"]["ece"] == pytest.approx(ece(z, y, 1.0))
+    assert report["after"]["nll"] <= report["before"]["nll"] + 1e-12
+    assert json.loads(card.read_text())["metrics"]["calibration"]["temperature"] == t
+    out = tmp_path / "eval.json"
+    capsys.readouterr()
+    assert main(["eval", str(card), str(synth_clips), "--json", str(out), "--no-progress"]) == 0
+    assert f"T {t:.3f}" in capsys.readouterr().out
+    got = json.loads(out.read_text())
+    assert got["temperature"] == t and got["ece"] == pytest.approx(ece(z, y, t), abs=1e-9)
+
+
+def test_hcml_calibrate_refuses_bad_input_in_one_line(tiny_card, tmp_path, capsys):
+    from hcml.cli import main
+
+    assert main(["calibrate", str(tmp_path / "model.pt"), "synth:clips=1"]) == 2
+    assert main(["calibrate", str(tiny_card), str(tmp_path / "nothing")]) == 2
+    assert main(["eval", str(tiny_card), str(tmp_path / "nothing"), "--temperature", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and "needs a model card" in err[0] and "not found" in err[1]
+    assert "--temperature must be > 0" in err[2]

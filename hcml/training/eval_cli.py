@@ -52,6 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="score with softmax(logits / T) for ECE/NLL (default: the card's, 1.0 for a "
         "checkpoint; top-1 does not depend on it)",
     )
+    parser.add_argument(
+        "--logits",
+        metavar="NPZ",
+        help="also save the raw logits [N, K] and labels [N] here (ECE at another T without "
+        "a rerun: hcml.training.calibration)",
+    )
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -169,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     from hcml.data.datasets import ClipDataset, DatasetError, open_dataset
     from hcml.data.video import VideoReadError
     from hcml.model.checkpoint import CheckpointError
-    from hcml.training.evaluate import plot_confusion, plot_curves
+    from hcml.training.evaluate import metrics, plot_confusion, plot_curves
 
     path = Path(args.model)
     if args.temperature is not None and not 0 < args.temperature < float("inf"):
@@ -189,13 +195,20 @@ def run(args: argparse.Namespace) -> int:
     size = tuple(cfg["input_size"][-2:])
     ds = ClipDataset(source, int(cfg["frames"]), size, cfg["mean"], cfg["std"], step, "uniform")
     try:
-        result = evaluate_skipping(
-            fn, ds, names, args.batch_size, args.strict, not args.no_progress, temperature
+        logits, labels, skipped = collect_logits(
+            fn, ds, args.batch_size, args.strict, not args.no_progress
         )
     except (VideoReadError, DatasetError) as e:
         more = " (--strict)" if isinstance(e, VideoReadError) else ""
         print(f"hcml eval: {e}{more}", file=sys.stderr)
         return 2
+    result = metrics(logits, labels, names, temperature)
+    result["skipped"] = skipped
+    if args.logits:
+        import numpy as np
+
+        Path(args.logits).parent.mkdir(parents=True, exist_ok=True)
+        np.savez(args.logits, logits=logits, labels=labels)
     if result["skipped"]:
         print(
             f"hcml eval: skipped {len(result['skipped'])} of {len(ds)} clips that could not "
