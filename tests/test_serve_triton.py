@@ -179,8 +179,9 @@ SRC = (
 
 @pytest.fixture(scope="module")
 def pipeline_runs(server, tmp_path_factory) -> dict:
-    """One child process runs: backend=triton, backend=onnxruntime (same stream), and
-    backend=triton against a port where no server listens."""
+    """One child process runs: backend=triton (both step-state modes), backend=onnxruntime (same
+    stream), backend=triton against a port where no server listens, and two streams through a
+    funnel in async mode (batched: one sequence request per stream) with triton and ORT."""
     from gst_helpers import run_pipelines
 
     tmp = tmp_path_factory.mktemp("pipelines")
@@ -195,6 +196,19 @@ def pipeline_runs(server, tmp_path_factory) -> dict:
         n = 4 if name == "down" else 40
         desc = SRC.format(n=n, live="", fps=30)
         desc += f" ! hcmlaction {props} events={events} ! fakesink name=sink"
+        jobs.append({"description": desc, "events": str(events), "timeout": 120, "seek_ns": None})
+        names.append(name)
+    for name, props in (
+        ("triton-async2", f"backend=triton server={server.grpc_url}"),
+        ("onnxruntime-async2", "backend=onnxruntime"),
+    ):
+        events = tmp / f"{name}.jsonl"
+        desc = f"funnel name=f ! hcmlaction {props} mode=async max-backlog=1000 events={events}"
+        desc += " ! fakesink name=sink"
+        for pattern in ("ball", "snow"):
+            desc += (
+                " " + SRC.format(n=40, live="", fps=30).replace("ball", pattern) + " ! queue ! f."
+            )
         jobs.append({"description": desc, "events": str(events), "timeout": 120, "seek_ns": None})
         names.append(name)
     return dict(zip(names, run_pipelines(jobs, timeout=300), strict=True))
@@ -222,6 +236,25 @@ def test_pipeline_triton_equals_onnxruntime(pipeline_runs, name):
         assert (a["pts"], a["label"]) == (b["pts"], b["label"])
         np.testing.assert_allclose(
             [s for _, s in a["topk"]], [s for _, s in b["topk"]], atol=1e-4, rtol=0
+        )
+
+
+def test_pipeline_two_streams_async_server_state_equals_onnxruntime(pipeline_runs):
+    """Two streams batched by the async engine: each step call is two concurrent sequence
+    requests; no backlog drop (max-backlog), so every window equals ORT's."""
+    tri, ort = pipeline_runs["triton-async2"], pipeline_runs["onnxruntime-async2"]
+    assert tri.eos and not tri.errors and not tri.warnings, (tri.errors, tri.warnings)
+    assert tri.buffers == ort.buffers == 80
+
+    def by_window(run):  # stream ids are random per run: pair windows by PTS and label
+        return sorted(run.events, key=lambda e: (e["pts"], e["label"], -e["score"]))
+
+    a, b = by_window(tri), by_window(ort)
+    assert len(a) == len(b) == 26 and len({e["stream"] for e in a}) == 2
+    for x, y in zip(a, b, strict=True):
+        assert (x["pts"], x["label"]) == (y["pts"], y["label"])
+        np.testing.assert_allclose(
+            [s for _, s in x["topk"]], [s for _, s in y["topk"]], atol=1e-4, rtol=0
         )
 
 
