@@ -115,12 +115,12 @@ def _bad_enum(name: str) -> dict:
     return h.report(start=start)
 
 
-def _failing_backend(max_errors: int) -> dict:
-    FakeBackend(window=4, bad="raise")
+def _failing_backend(max_errors: int, frame_step: int = 1) -> dict:
+    FakeBackend(window=4, bad="raise", frame_step=frame_step)
     h = Harness(max_errors=max_errors)  # on-error=warn
     h.start()
     h.stream("cam")
-    h.push(12)  # windows at frames 3..11: 9 failures
+    h.push(12 * frame_step)  # windows at sampled frames 3..11: 9 failures
     h.stop()
     return h.report()
 
@@ -236,6 +236,14 @@ def test_consecutive_failures_post_an_error(child, max_errors, errors):
         assert r["flows"][:5] == ["ok"] * 5 and set(r["flows"][5:]) == {"error"}  # 3rd: frame 5
     else:
         assert len(r["warnings"]) == 9
+
+
+def test_frames_the_model_skips_do_not_reset_the_failure_count(child):
+    """frame_step 2 (the shipped card's): the unsampled frame between two failing windows runs
+    no inference, so it is no success: the 3rd failure in a row still posts the error."""
+    r = child(_failing_backend, 3, 2)
+    assert len(r["errors"]) == 1 and "3 failures in a row" in r["errors"][0]
+    assert len(r["warnings"]) == 2
 
 
 def test_events_to_dev_stdout_keep_every_line_when_stdout_is_a_file(tmp_path):

@@ -60,9 +60,10 @@ class FakeBackend:
 
     name, device, supports_step = "fake", "cpu", False
 
-    def __init__(self, window: int = 4, delay: float = 0.0, bad: dict | str | None = None):
+    def __init__(self, window: int = 4, delay: float = 0.0, bad: dict | str | None = None,
+                 frame_step: int = 1):  # fmt: skip
         self.card = SimpleNamespace(
-            window=window, frame_step=1, labels=[f"c{i}" for i in range(K)], num_classes=K,
+            window=window, frame_step=frame_step, labels=[f"c{i}" for i in range(K)], num_classes=K,
             name="fake", input_size=(16, 16), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
         )  # fmt: skip
         self.delay, self.bad, self.calls = delay, bad or {}, 0

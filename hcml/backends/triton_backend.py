@@ -69,6 +69,15 @@ class TritonServerLost(BackendUnavailable):
         self.repeat = repeat
 
 
+def server_outage(err: BaseException | None) -> bool:
+    """True if ``err`` (or an error it was raised from) says the inference server is lost."""
+    while err is not None:
+        if isinstance(err, TritonServerLost):
+            return True
+        err = err.__cause__
+    return False
+
+
 def repeated_outage(err: BaseException | None) -> bool:
     """True if ``err`` (or an error it was raised from) is a repeat failure of a known outage."""
     while err is not None:

@@ -22,7 +22,7 @@ gi.require_version("GstVideo", "1.0")
 from gi.repository import GLib, GObject, Gst, GstBase, GstVideo  # noqa: E402
 
 from hcml import DEFAULT_CARD  # noqa: E402
-from hcml.backends.triton_backend import repeated_outage  # noqa: E402
+from hcml.backends.triton_backend import repeated_outage, server_outage  # noqa: E402
 from hcml.gst import deepstream, floating, roi_meta  # noqa: E402
 from hcml.gst.video import plane_layout  # noqa: E402
 from hcml.stream.engine import StreamEngine  # noqa: E402
@@ -199,6 +199,7 @@ class HcmlAction(GstBase.BaseTransform):
         self.events = None
         self.events_lock = threading.Lock()
         self.failures = 0  # inference failures in a row
+        self.delivered = 0  # the engine's predictions count when failures last restarted
         self.held_flow = Gst.FlowReturn.OK  # a failure found while announcing a result
         self.stream_events: dict[str, int] = {}  # stream id -> its stream-start event's seqnum
         self.segments: dict[str, int] = {}  # stream id -> its segment event's seqnum
@@ -312,7 +313,7 @@ class HcmlAction(GstBase.BaseTransform):
             return self._fail(
                 f"hcmlaction: cannot open events file {p['events']}: {err}", repr(err)
             )
-        self.failures = 0
+        self.failures, self.delivered = 0, 0
         Gst.info(f"hcmlaction: {backend.describe()}")
         return True
 
@@ -401,7 +402,7 @@ class HcmlAction(GstBase.BaseTransform):
                 buf.unmap(mapinfo)
         except Exception as err:  # noqa: BLE001 - reported on the bus, frames keep flowing
             return self._report(err)
-        self.failures = 0
+        self._succeeded()
         for pred in preds:
             attach_meta(buf, pred)
         flow, self.held_flow = self.held_flow, Gst.FlowReturn.OK
@@ -485,7 +486,7 @@ class HcmlAction(GstBase.BaseTransform):
                 buf.unmap(mapinfo)
         except Exception as err:  # noqa: BLE001 - reported on the bus, frames keep flowing
             return self._report(err)
-        self.failures = 0
+        self._succeeded()
         for key, plist in preds.items():
             for pred in plist:
                 self._describe(pred)
@@ -580,7 +581,7 @@ class HcmlAction(GstBase.BaseTransform):
                     attach_meta(buf, pred)
         except Exception as err:  # noqa: BLE001 - reported on the bus, frames keep flowing
             return self._report(err)
-        self.failures = 0
+        self._succeeded()
         return Gst.FlowReturn.OK
 
     def _batch_objects(self, buf, batch_meta, stream, objects, rgba, pts) -> None:
@@ -610,8 +611,18 @@ class HcmlAction(GstBase.BaseTransform):
                     )
                 attach_meta(buf, pred)
 
+    def _succeeded(self) -> None:
+        """A push went through: the failure count restarts only if a result was delivered
+        since the last check (a frame the model skips, or a window still filling, is no
+        success: with frame_step 2 every other frame would otherwise reset the count)."""
+        delivered = self.engine.predictions
+        if delivered != self.delivered:
+            self.delivered, self.failures = delivered, 0
+
     def _report(self, err: Exception, what: str = "inference failed") -> Gst.FlowReturn:
         text = f"hcmlaction: {what}: {err}"
+        if server_outage(err):  # not the model's fault: reconnects with backoff, never counted
+            return self._outage(err, text)
         self.failures += 1
         limit = self.props_["max_errors"]
         if limit and self.failures > limit:
@@ -623,10 +634,19 @@ class HcmlAction(GstBase.BaseTransform):
         if self.props_["on_error"] == "fail":
             self._fail(text, repr(err))
             return Gst.FlowReturn.ERROR
-        if repeated_outage(err):  # warned when the server went; summed up when it is back
-            return Gst.FlowReturn.OK
         gerr = GLib.Error.new_literal(Gst.StreamError.quark(), text, Gst.StreamError.FAILED)
         self.post_message(Gst.Message.new_warning(self, gerr, repr(err)))
+        return Gst.FlowReturn.OK
+
+    def _outage(self, err: Exception, text: str) -> Gst.FlowReturn:
+        """Inference server lost: one warning when it goes (on-error=fail: an error); repeats
+        are summed up by the backend when it answers again."""
+        if self.props_["on_error"] == "fail":
+            self._fail(text, repr(err))
+            return Gst.FlowReturn.ERROR
+        if not repeated_outage(err):
+            gerr = GLib.Error.new_literal(Gst.StreamError.quark(), text, Gst.StreamError.FAILED)
+            self.post_message(Gst.Message.new_warning(self, gerr, repr(err)))
         return Gst.FlowReturn.OK
 
     def _notice(self, text: str) -> None:
