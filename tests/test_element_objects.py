@@ -123,6 +123,24 @@ def test_crop_equals_frame_of_the_box_and_pads_with_the_mean():
     assert yuv.shape == (3, 64, 64)
 
 
+def test_i420_crop_reads_the_same_pixels_as_the_rgb_crop():
+    """Grey frames (U = V = 128): the I420 crop is the RGB crop of the converted frame, also for
+    boxes at odd offsets and sizes (the crop once widened them to even pixels, so the object
+    landed up to a pixel off and squeezed: 2 of 108 windows of scripts/object_accuracy.py)."""
+    p = Preprocessor((64, 64), (0.45,) * 3, (0.225,) * 3)
+    rng = np.random.default_rng(2)
+    luma = rng.integers(16, 236, (120, 160)).astype(np.uint8)
+    grey = np.clip(np.rint(1.164 * (luma.astype(np.float32) - 16.0)), 0, 255).astype(np.uint8)
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    i420 = np.concatenate([luma.ravel(), np.full(2 * 60 * 80, 128, np.uint8)])
+    for box in ((41, 21, 85, 85), (40, 20, 64, 64), (3, 5, 17, 29), (-7, 99, 31, 31)):
+        want = p.crop(rgb.reshape(-1), "RGB", 160, 120, box)
+        got = p.crop(i420, "I420", 160, 120, box)
+        # 3 grey levels: the uint8 roundings of the RGB frame and of both resizes (the old
+        # even-pixel crop was 140-250 levels off on this texture)
+        assert torch.allclose(got, want, atol=3 / 255 / 0.225), box
+
+
 def _i420(rgb: np.ndarray) -> np.ndarray:
     r, g, b = (rgb[..., i].astype(np.float32) for i in range(3))
     y = 16 + 0.257 * r + 0.504 * g + 0.098 * b

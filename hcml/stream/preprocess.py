@@ -161,11 +161,11 @@ class Preprocessor:
             x = x.clamp_(0.0, 255.0) / 255.0
         return (x - self.mean) / self.std
 
-    def _crop_geometry(self, box, width: int, height: int, even: bool = False):
+    def _crop_geometry(self, box, width: int, height: int):
         """(zero input [3, h, w], (x0, y0, x1, y1, ox, oy, ow, oh) or None when empty).
 
         The frame region [x0, x1) x [y0, y1) read for ``box`` and where it lands in the input
-        (ox, oy, ow, oh); ``even``: cut on even pixels (2x2-subsampled chroma).
+        (ox, oy, ow, oh).
         """
         th, tw = self.size
         x, y, w, h = (float(v) for v in box)
@@ -174,9 +174,6 @@ class Preprocessor:
         x0, y0 = max(0, int(np.floor(rx0))), max(0, int(np.floor(ry0)))
         x1 = min(width, int(np.ceil(rx0 + tw * scale)))
         y1 = min(height, int(np.ceil(ry0 + th * scale)))
-        if even:
-            x0, y0 = x0 - x0 % 2, y0 - y0 % 2
-            x1, y1 = min(width, x1 + x1 % 2), min(height, y1 + y1 % 2)
         out = torch.zeros((3, th, tw), dtype=torch.float32, device=self.device)
         if x1 <= x0 or y1 <= y0:
             return out, None
@@ -219,7 +216,9 @@ class Preprocessor:
         """
         data = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data
         yuv = fmt not in _PACKED
-        out, geometry = self._crop_geometry(box, width, height, even=yuv)
+        # the exact luma region, whatever its parity; 2x2-subsampled chroma covers it from
+        # [x0 // 2, ceil(x1 / 2)) (at most half a chroma pixel wider at an odd edge)
+        out, geometry = self._crop_geometry(box, width, height)
         if geometry is None:
             return out
         x0, y0, x1, y1, ox, oy, ow, oh = geometry
