@@ -415,18 +415,18 @@ class _Scope:
         where = "" if _show(p) == raw else f" (resolved {_show(p)})"
         return p if self.true(key, p.exists(), f"file not found: {raw}{where}{why}") else None
 
-    def same_onnx(self, key: str, onnx: Path, card: ModelCard) -> None:
-        """The ONNX a config loads is the card's clip graph (same file or same bytes)."""
+    def same_onnx(self, key: str, onnx: Path, card: ModelCard, graph: str = "clip") -> None:
+        """The ONNX a config loads is the card's ``graph`` (same file or same bytes)."""
         if not onnx.is_file():  # callers check existence; never hash what is not there
             self.true(key, False, f"file not found: {_show(onnx)}")
             return
-        clip = card.file("clip")
-        want = card.sha256.get(card.files.get("clip", ""))
-        ok = (clip is not None and onnx.resolve() == clip) or (
+        mine = card.file(graph)
+        want = card.sha256.get(card.files.get(graph, ""))
+        ok = (mine is not None and onnx.resolve() == mine) or (
             want is not None and sha256_file(onnx) == want
         )
-        where = _show(clip or Path("?"))
-        self.true(key, ok, f"expected the card's clip graph {where}, found {_show(onnx)}")
+        where = _show(mine or Path("?"))
+        self.true(key, ok, f"expected the card's {graph} graph {where}, found {_show(onnx)}")
 
     def labels(self, key: str, path: Path | None, card: ModelCard) -> None:
         """A DeepStream classifier label file: one line, the card's labels separated by ';'."""
@@ -897,6 +897,8 @@ class _Checker:
 
     def triton_model(self, f: Path, msg: dict, hint: Path | None) -> _Facts:
         m = _Scope(self, f, "", msg)
+        if m.get("platform") is None and m.get("backend") == "python":
+            return self.triton_python_model(f, msg, hint)
         platform = m.get("platform")
         if platform is None:
             platform = TRITON_BACKENDS.get(m.get("backend"), m.get("backend"))
@@ -947,6 +949,65 @@ class _Checker:
         o.expect("dims", [v["num_classes"]], " ([K], K = the card's labels)", o.get_list("dims"))
         return facts
 
+    def triton_python_model(self, f: Path, msg: dict, hint: Path | None) -> _Facts:
+        """A model of the repository ``hcml export --triton-repo`` writes (what ``hcml serve``
+        loads): Triton's python backend running ``1/model.py`` (hcml.serve.triton_model) on
+        ``1/<onnx_file>``. Which graph it serves follows from its tensors: the clip graph, the
+        step graph with client-sent state (state tensors in and out) or with server-held state
+        (``sequence_batching``: the frame only)."""
+        m = _Scope(self, f, "", msg)
+        params = {_pb(p, "key"): _pb(p, "value.string_value") for p in _pb_list(msg, "parameters")}
+        version = _Scope(self, f, "version", msg)
+        for name in ("model.py", params.get("onnx_file") or "model.onnx"):
+            path = _triton_model_file(f.parent, name)
+            shown = _show(path) if path is not None else f"{_show(f.parent)}/<version>/{name}"
+            version.true(name, path is not None and path.is_file(), f"file not found: {shown}")
+        onnx = _triton_model_file(f.parent, params.get("onnx_file") or "model.onnx")
+        card = self.resolve_card(m, hint)
+        facts = _Facts(card=card)
+        m.expect("name", f.parent.name, " (Triton wants the model folder's name)")
+        facts.batch = m.positive_int("max_batch_size")
+        if card is None:
+            return facts
+        h, w = card.input_size
+        k = len(card.labels)
+        ins = [(_pb(t, "name"), _pb_list(t, "dims")) for t in _pb_list(msg, "input")]
+        outs = [(_pb(t, "name"), _pb_list(t, "dims")) for t in _pb_list(msg, "output")]
+        ct, st = card.tensors.get("clip", {}), card.tensors.get("step", {})
+        c_in = ct.get("input", "frames")
+        if ins and ins[0][0] == c_in:
+            graph = "clip"
+            want_in = [(c_in, [3, card.window, h, w])]
+            want_out = [(ct.get("output", "logits"), [k])]
+        else:
+            graph = "step"
+            state = st.get("state", [])
+            frame = (st.get("input", "frame"), [3, h, w])
+            logits = (st.get("output", "logits"), [k])
+            if "sequence_batching" in msg:  # server-held state: the frame in, the logits out
+                want_in, want_out = [frame], [logits]
+                key = "sequence_batching.control_input"
+                controls = sorted(_pb(c, "name") for c in _pb_list(msg, key))
+                m.true(
+                    key,
+                    {"START", "END", "CORRID"} <= set(controls),
+                    f"expected START, END and CORRID, found {', '.join(controls) or 'none'}",
+                )
+            else:
+                want_in = [frame] + [(x["name"], list(x["shape"][1:])) for x in state]
+                want_out = [logits] + [(x["out"], list(x["shape"][1:])) for x in state]
+        what = f" (the card's {graph} graph, batch excluded)"
+        m.expect("input", _tensors(want_in), what, _tensors(ins))
+        m.expect("output", _tensors(want_out), what, _tensors(outs))
+        if onnx is not None and onnx.is_file():
+            version.same_onnx(onnx.name, onnx, card, graph)
+        return facts
+
+
+def _tensors(pairs: list[tuple[Any, Any]]) -> str:
+    """[(name, dims)] -> 'frame [3, 64, 64], logits [12]' (what check-config prints)."""
+    return ", ".join(f"{name} {list(dims or [])}" for name, dims in pairs)
+
 
 def _pbtxt_or_none(path: Path) -> str | None:
     """``default_model_filename`` of a Triton config.pbtxt, or the platform's default name."""
@@ -989,11 +1050,13 @@ def _triton_model_file(model_dir: Path, filename: str | None) -> Path | None:
 
 
 def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files as given; a folder stands for the DeepStream configs directly inside it."""
+    """Files as given; a folder stands for the DeepStream configs directly inside it, and for
+    MODEL/config.pbtxt of each model folder in it (a Triton model repository)."""
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            for q in sorted(p.iterdir()):
+            models = sorted(q for q in p.glob("*/config.pbtxt") if q.is_file())
+            for q in [*sorted(p.iterdir()), *models]:
                 if q.is_file() and q.suffix in (".txt", ".pbtxt"):
                     try:
                         kind, _ = config_kind(q)

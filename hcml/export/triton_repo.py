@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from hcml.card import ModelCard, clip_model_name, sequence_model_name, step_model_name
+from hcml.export.deepstream import CARD_MARK
 
 __all__ = [
     "clip_model_name",
@@ -182,6 +183,9 @@ def write_triton_repo(
     for name, text in triton_model_configs(card, **options).items():
         version = repo / name / "1"
         version.mkdir(parents=True, exist_ok=True)
+        if card.path is not None:  # hcml check-config finds the card from this line
+            rel = os.path.relpath(card.path.resolve(), (repo / name).resolve())
+            text = text.replace("\n", f"\n{CARD_MARK}{rel}\n", 1)
         (repo / name / "config.pbtxt").write_text(text)
         shutil.copyfile(MODEL_PY, version / "model.py")
         shutil.copyfile(card.file(roles[name]), version / "model.onnx")  # type: ignore[arg-type]
