@@ -258,9 +258,10 @@ def entering() -> dict:
         # the reference: the ground-truth boxes as upstream meta from the frame they enter
         {"props": props, "streams": stream,
          "schedule": [["a", i, gt if i >= 16 else []] for i in range(64)]},
+        {"props": props, "detect": {"method": "blobs"}, "streams": stream, "schedule": []},
     ]  # fmt: skip
     results = run_child(jobs)
-    return dict(zip(("reenter", "motion", "gt"), results, strict=True), scene=scene)
+    return dict(zip(("reenter", "motion", "gt", "bad"), results, strict=True), scene=scene)
 
 
 def test_object_entering_leaving_and_reentering_gets_fresh_state(entering):
@@ -460,6 +461,10 @@ def test_motion_detector_boxes_what_moved_and_keeps_ids():
 def test_motion_detector_in_front_of_hcmlaction_finds_entering_objects(entering):
     scene, det, ref = entering["scene"], entering["motion"], entering["gt"]
     assert not det["errors"] and not ref["errors"] and det["out"] == 64
+    bad = entering["bad"]  # an unknown method: one line, the pipeline does not start
+    assert bad["start_failed"] and bad["errors"] == [
+        "hcmldetect: method must be hog or motion, got 'blobs'"
+    ]
     got, want = by_object(det["messages"]), by_object(ref["messages"])
     assert sorted(got) == ["1", "2"]  # one track id an object, none reused
     assert not any(det["sink_rois"][:16])  # nothing moved before the objects came in
