@@ -100,6 +100,26 @@ def test_object_tracks_smooth_expire_and_cap():
     assert object_id_of(3, {"detection": {"weight": 1.0}}) == "3"
 
 
+def test_score_detections_counts_false_boxes_and_missing_windows_wrong():
+    from hcml.data.scenes import score_detections
+
+    a, b = SceneObject(0, 1, (0, 0, 100, 100)), SceneObject(1, 2, (200, 0, 100, 100))
+    lines = [
+        {"box": [10, 10, 50, 50], "class_id": 1},  # inside a, right
+        {"box": [20, 20, 40, 40], "class_id": 3},  # inside a, wrong
+        {"box": [200, 0, 100, 100], "class_id": 2},  # b, right
+        {"box": [150, 0, 100, 100], "class_id": 2},  # half inside b: still b's (IoU 1/3)
+        {"box": [400, 400, 10, 10], "class_id": 2},  # nobody's: a false box, wrong
+        {"box": None, "class_id": 1},  # a whole-frame line: not an object's
+    ]
+    s = score_detections(lines, [a, b], windows=3)
+    # 4 matched + 1 false + 1 window short for each object
+    assert (s["right"], s["pairs"], s["false"], s["shortfall"]) == (3, 7, 1, 2)
+    assert s["per_object"] == {0: [1, 2], 1: [2, 2]} and s["missed"] == []
+    assert s["per_class"] == {"move_left": [1, 3], "move_right": [2, 3]}
+    assert score_detections([], [a, b], windows=3)["missed"] == [0, 1]
+
+
 def test_crop_equals_frame_of_the_box_and_pads_with_the_mean():
     p = Preprocessor((64, 64), (0.45,) * 3, (0.225,) * 3)
     rng = np.random.default_rng(0)
