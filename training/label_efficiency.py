@@ -398,9 +398,12 @@ def train_row(job: dict) -> dict:
         aug,
         base_seed=seed,
     )
-    stage = {"pretrained": JointStage(0.1, 0.0), "scratch": JointStage(0.1, 0.0)}.get(
-        method, ProbeStage() if method == "probe" else SupervisedStage()
-    )
+    if method in ("pretrained", "scratch"):
+        stage = JointStage(0.1, 0.0)  # training/finetune.yaml's: L_cls + 0.1 L_rec
+    elif method == "probe":
+        stage = ProbeStage()
+    else:
+        stage = SupervisedStage()
     pcfg = _phase_cfg(size, job["steps"], seed)
     with tempfile.TemporaryDirectory(prefix="label-eff-") as work:
         summary = train_phase(
@@ -542,7 +545,7 @@ def run(a: argparse.Namespace) -> int:
     if a.steps is not None:
         size = replace(size, steps=a.steps)
     if a.pretrain_steps is not None:
-        parts = [int(p) for p in a.pretrain_steps.split(",")]
+        parts = a.pretrain_steps
         size = replace(
             size, pretrain=(parts[0], parts[1] if len(parts) > 1 else max(parts[0] // 8, 1))
         )
@@ -550,7 +553,9 @@ def run(a: argparse.Namespace) -> int:
         size = replace(size, batch=a.batch)
     if a.eval_clips is not None:
         size = replace(size, eval=a.eval_clips)
-    seeds = [int(s) for s in a.seeds.split(",")]
+    if size != SIZES[size.name]:
+        size = replace(size, name=f"{size.name}, changed")
+    seeds = a.seeds
     labels = a.labels.split(",")
     methods = a.methods.split(",")
     for x, allowed, what in ((labels, LABELS, "--labels"), (methods, METHODS, "--methods")):
@@ -783,6 +788,19 @@ def table(a: argparse.Namespace) -> int:
     return 0
 
 
+def _ints(text: str) -> list[int]:
+    """``"1,2"`` -> [1, 2] (argparse type: a bad value is a one-line usage error)."""
+    try:
+        vals = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of integers"
+        ) from None
+    if any(v < 0 for v in vals):
+        raise argparse.ArgumentTypeError(f"{text!r}: negative value")
+    return vals
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -790,10 +808,10 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--out", required=True, help="run folder: rows/NAME.json, pretrain-sS/")
     r.add_argument("--smoke", action="store_true", help="the tiny CPU size (tests)")
     r.add_argument("--steps", type=int, help="fine-tuning steps a row (size default)")
-    r.add_argument("--pretrain-steps", help="FLOW[,PROGRESSIVE a level] (size default)")
+    r.add_argument("--pretrain-steps", type=_ints, help="FLOW[,PROGRESSIVE a level] (size default)")
     r.add_argument("--batch", type=int, help="clips a step (size default)")
     r.add_argument("--eval-clips", type=int, help="eval clips a class and set (size default)")
-    r.add_argument("--seeds", default=",".join(map(str, SEEDS)))
+    r.add_argument("--seeds", type=_ints, default=list(SEEDS), help="e.g. 0,1")
     r.add_argument("--labels", default=",".join(LABELS), help="from " + ",".join(LABELS))
     r.add_argument("--methods", default=",".join(METHODS), help="from " + ",".join(METHODS))
     r.add_argument("--only", nargs="+", metavar="ROW", help="row names, e.g. pretrained-k5-s0")
