@@ -33,7 +33,7 @@ model sees 8 frames, step 2):
   training uses either), ``eval`` clips a class each.
 
 Sizes (``SIZES``): ``full`` for the GPU, ``smoke`` (32 px input, a few clips and steps) for the
-test and a quick look on a CPU (the whole smoke grid: ~2.5 minutes on 2 busy cores once rendered).
+test and a quick look on a CPU.
 
 GPU estimate (full size, H200, ``--parallel 14``; not measured on the device): the flow
 ablation's rows with this flow net (growth 32, corr r3) ran ~145 ms a step with 10 processes on
@@ -61,12 +61,14 @@ the device renders exactly these clips. GPU (torch CUDA; no GStreamer needed)::
         $OUT/label_eff/rows/                                           # on the device
     python training/label_efficiency.py table --out FILES_AT/label_eff   # here -> docs/RESULTS.md
 
-CPU: the smoke grid (the test's, all 40 rows: ~3.5 min on 2 busy cores, 1 min of it the
-first rendering) and a small real run::
+CPU: the smoke grid (all 40 rows: ~3.5 min on 2 busy cores, 1.5 min of it the first
+rendering; the test runs 20 of them: ~55 s once rendered) and the small real run of
+docs/RESULTS.md (33 min at nice 10 on 2 busy cores, 7 of them rendering)::
 
     python training/label_efficiency.py run --smoke --out runs/label_eff_smoke --parallel 2
     nice -n 10 python training/label_efficiency.py run --out runs/label_eff_cpu --seeds 0 \
-        --labels 2,5 --steps 40 --batch 8 --pretrain-steps 40,5 --parallel 2 --workers 2
+        --labels 2,5 --steps 40 --batch 8 --pretrain-steps 40,5 --eval-clips 10 --parallel 2 \
+        --workers 2 --deadline 2100
 """
 
 from __future__ import annotations
