@@ -233,7 +233,10 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     streams = getattr(args, "streams", None) or [1, 4]
     seconds = getattr(args, "seconds", None) or 5.0
     states = getattr(args, "states", None) or ["server", "client"]
-    server_opts = {"queue_delay_us": 500, "max_batch": 64, "instances": 1, "threads": 0}
+    # hcml serve's defaults: one single-threaded instance per core (2 x 1 beat 1 x 2 threads at
+    # every K x M with server-held state on the 2-core machine, 2026-12-01, BENCHMARKS.md)
+    server_opts = {"queue_delay_us": 500, "max_batch": 64, "instances": os.cpu_count() or 1,
+                   "threads": 1}  # fmt: skip
     for key in server_opts:  # `hcml bench` shares one namespace: other suites' None = unset
         if getattr(args, key, None) is not None:
             server_opts[key] = int(getattr(args, key))
@@ -471,8 +474,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=None, help="timed seconds per row (5)")
     p.add_argument("--queue-delay-us", type=int, default=500, help="batcher wait (500)")
     p.add_argument("--max-batch", type=int, default=64, help="Triton max_batch_size (64)")
-    p.add_argument("--instances", type=int, default=1, help="model instances per graph (1)")
-    p.add_argument("--threads", type=int, default=0, help="ORT threads per instance (0: auto)")
+    p.add_argument("--instances", type=int, default=None,
+                   help="model instances per graph (default: one per CPU core)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="ORT threads per instance (default 1; 0: ORT's default)")  # fmt: skip
     p.add_argument(
         "--states", nargs="+", choices=["server", "client"], default=None,
         help="step-state modes to serve (server client)",

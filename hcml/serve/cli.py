@@ -13,6 +13,7 @@ metadata) and metrics (Prometheus text, /metrics). SIGTERM or Ctrl-C shuts it do
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import tempfile
@@ -39,8 +40,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=500,
         help="dynamic batcher: how long a request may wait for others (microseconds)",
     )
-    p.add_argument("--instances", type=int, default=1, help="model instances (CPU) per graph")
-    p.add_argument("--threads", type=int, default=0, help="ORT threads per instance (0 = auto)")
+    p.add_argument(
+        "--instances",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="model instances (CPU) per graph (default: one per core, %(default)s here; "
+        "measured best with --threads 1, BENCHMARKS.md 'Serving')",
+    )
+    p.add_argument(
+        "--threads", type=int, default=1, help="ORT threads per instance (1; 0 = ORT's default)"
+    )
     p.add_argument("--log-file", type=Path, default=None, help="Triton's log (default: hidden)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for ready")
 
