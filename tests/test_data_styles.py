@@ -237,3 +237,12 @@ def test_a_recipe_trains_on_a_cached_styled_set(tmp_path, monkeypatch):
     x, y = src.load(4)
     ref = render_clip(4, clip_seed(1, 4, 4), 4, 32, style="train", encode=True).frames
     assert y == 4 and np.array_equal(x.numpy(), ref)
+
+
+@pytest.mark.parametrize("seed", [3, 7, 22])
+def test_styled_moves_render_at_64_px(seed):
+    """At 64 px the speed cap makes the start range one point, which rounding put below its
+    lower end ("high - low < 0" for these seeds before the fix)."""
+    for class_id in (1, 2, 3, 4):  # move left/right/up/down
+        clip = render_clip(class_id, seed, frames=16, size=64, style="train")
+        assert clip.frames.shape == (16, 64, 64, 3)

@@ -350,7 +350,9 @@ def _trajectories(
         return [pose], {"jitter_px": float(np.abs(np.diff(jitter, axis=0)).max())}
     if name in ("move_right", "move_down"):
         speed = min(rng.uniform(1.0, 4.0), (size - 2 * margin) / max(steps, 1))
-        along = rng.uniform(margin, size - margin - speed * steps) + speed * np.arange(frames)
+        # max(): at the speed cap the range is one point, which rounding can put below margin
+        start = rng.uniform(margin, max(margin, size - margin - speed * steps))
+        along = start + speed * np.arange(frames)
         across = rng.uniform(margin, size - margin)
         cx, cy = (along, across) if name == "move_right" else (across, along)
         return [_pose(frames, cx, cy, r, rng.uniform(0, 2 * np.pi))], {"speed_px": speed}
