@@ -30,15 +30,6 @@ FRAME_NS = 40_000_000
 _SCENES: dict = {}  # (seed, objects, width, height, segments, enter) -> Scene
 
 
-def _fields(s) -> dict:
-    out = {}
-    for i in range(s.n_fields()):
-        name = s.nth_field_name(i)
-        v = s.get_value(name)
-        out[name] = v if isinstance(v, int | float | str | bool) else str(v)
-    return out
-
-
 def main() -> None:
     import gi
 
@@ -58,6 +49,7 @@ def run_job(job: dict) -> dict:
 
     from hcml.data.scenes import Scene, render_scene
     from hcml.gst import roi_meta
+    from hcml.gst.runner import structure_dict
 
     el = Gst.ElementFactory.make("hcmlaction")
     for k, v in job.get("props", {}).items():
@@ -147,9 +139,9 @@ def run_job(job: dict) -> dict:
             break
         s = msg.get_structure()
         if msg.type == Gst.MessageType.ELEMENT and s.get_name() == "hcml-action":
-            result["messages"].append(_fields(s))
+            result["messages"].append(structure_dict(s))
         elif msg.type == Gst.MessageType.ELEMENT and s.get_name() == "hcml-object":
-            result["objects"].append(_fields(s))
+            result["objects"].append(structure_dict(s))
         elif msg.type == Gst.MessageType.WARNING:
             result["warnings"].append(msg.parse_warning()[0].message)
         elif msg.type == Gst.MessageType.ERROR:

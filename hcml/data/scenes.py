@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hcml.boxes import cover, iou
 from hcml.data.synth import render_clip
 from hcml.labels import LABELS
 
@@ -155,16 +156,6 @@ def write_scene(scene: Scene, path: str | Path, crf: int = 12) -> Path:
     return path
 
 
-def _iou(a, b) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    inter = iw * ih
-    union = aw * ah + bw * bh - inter
-    return inter / union if union > 0 else 0.0
-
-
 def score_events(events: list[dict], objects: list[SceneObject], min_iou: float = 0.5) -> dict:
     """Per-object accuracy of JSON lines (with ``box``) against the scene's objects.
 
@@ -178,8 +169,8 @@ def score_events(events: list[dict], objects: list[SceneObject], min_iou: float 
     for e in events:
         if e.get("box") is None:
             continue
-        best = max(objects, key=lambda o: _iou(o.box, e["box"]))
-        if _iou(best.box, e["box"]) < min_iou:
+        best = max(objects, key=lambda o: iou(o.box, e["box"]))
+        if iou(best.box, e["box"]) < min_iou:
             unmatched += 1
             continue
         per[best.id][1] += 1
@@ -205,15 +196,6 @@ def _per_class(per: dict[int, list[int]], objects: list[SceneObject]) -> dict[st
     return out
 
 
-def _cover(box, gt) -> float:
-    """The share of ``box`` inside ``gt`` (both (x, y, w, h))."""
-    ax, ay, aw, ah = box
-    bx, by, bw, bh = gt
-    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    return iw * ih / (aw * ah) if aw * ah > 0 else 0.0
-
-
 def score_detections(
     events: list[dict], objects: list[SceneObject], windows: int, min_cover: float = 0.5
 ) -> dict:
@@ -234,8 +216,8 @@ def score_detections(
     for e in events:
         if e.get("box") is None:
             continue
-        best = max(objects, key=lambda o: _cover(e["box"], o.box))
-        if _cover(e["box"], best.box) < min_cover:
+        best = max(objects, key=lambda o: cover(e["box"], o.box))
+        if cover(e["box"], best.box) < min_cover:
             false += 1
             continue
         per[best.id][1] += 1

@@ -193,12 +193,7 @@ def attach_classifier_meta(
     obj.unique_component_id = COMPONENT_ID
     # no parent object: None, as NVIDIA's samples pass (pyds-stubs type it non-optional)
     pyds.nvds_add_obj_meta_to_frame(frame_meta, obj, None)  # type: ignore[arg-type]
-    cls = pyds.nvds_acquire_classifier_meta_from_pool(batch_meta)
-    cls.unique_component_id = COMPONENT_ID
-    info = pyds.nvds_acquire_label_info_meta_from_pool(batch_meta)
-    info.result_class_id, info.result_label, info.result_prob = class_id, label, score
-    pyds.nvds_add_label_info_meta_to_classifier(cls, info)
-    pyds.nvds_add_classifier_meta_to_object(obj, cls)
+    attach_object_classifier_meta(batch_meta, obj, label, class_id, score)
 
 
 def frame_objects(frame: Any) -> Iterator[tuple[Any, int, tuple[float, float, float, float]]]:

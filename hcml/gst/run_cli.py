@@ -50,6 +50,7 @@ from pathlib import Path
 from hcml import DEFAULT_CARD
 from hcml.gst.environment import REPO_ROOT, gst_environment
 from hcml.gst.run_errors import Explainer
+from hcml.gst.runner import structure_dict
 
 PIPELINES = REPO_ROOT / "pipelines"
 
@@ -274,11 +275,7 @@ def format_prediction(s: dict) -> str:
 
 
 def _fields(structure) -> dict:
-    out = {}
-    for i in range(structure.n_fields()):
-        name = structure.nth_field_name(i)
-        value = structure.get_value(name)
-        out[name] = value if isinstance(value, int | float | str | bool) else str(value)
+    out = structure_dict(structure)
     if isinstance(out.get("box"), str):  # per-object: "x,y,w,h" -> [x, y, w, h]
         out["box"] = [int(v) for v in out["box"].split(",") if v]
     return out

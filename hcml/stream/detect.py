@@ -14,18 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["HogPeopleDetector", "IouTracker", "MotionDetector", "Track", "iou"]
+from hcml.boxes import iou
 
-
-def iou(a, b) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    inter = iw * ih
-    union = aw * ah + bw * bh - inter
-    return float(inter / union) if union > 0 else 0.0
+__all__ = ["HogPeopleDetector", "IouTracker", "MotionDetector", "Track"]
 
 
 class HogPeopleDetector:
