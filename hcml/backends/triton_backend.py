@@ -69,22 +69,22 @@ class TritonServerLost(BackendUnavailable):
         self.repeat = repeat
 
 
-def server_outage(err: BaseException | None) -> bool:
-    """True if ``err`` (or an error it was raised from) says the inference server is lost."""
+def _losses(err: BaseException | None):
+    """The ``TritonServerLost`` errors in ``err``'s chain of causes."""
     while err is not None:
         if isinstance(err, TritonServerLost):
-            return True
+            yield err
         err = err.__cause__
-    return False
+
+
+def server_outage(err: BaseException | None) -> bool:
+    """True if ``err`` (or an error it was raised from) says the inference server is lost."""
+    return any(True for _ in _losses(err))
 
 
 def repeated_outage(err: BaseException | None) -> bool:
     """True if ``err`` (or an error it was raised from) is a repeat failure of a known outage."""
-    while err is not None:
-        if isinstance(err, TritonServerLost) and err.repeat:
-            return True
-        err = err.__cause__
-    return False
+    return any(lost.repeat for lost in _losses(err))
 
 
 def _as_numpy(x: Any) -> np.ndarray:

@@ -958,11 +958,12 @@ class _Checker:
         m = _Scope(self, f, "", msg)
         params = {_pb(p, "key"): _pb(p, "value.string_value") for p in _pb_list(msg, "parameters")}
         version = _Scope(self, f, "version", msg)
-        for name in ("model.py", params.get("onnx_file") or "model.onnx"):
-            path = _triton_model_file(f.parent, name)
+        onnx_name = params.get("onnx_file") or "model.onnx"
+        files = {name: _triton_model_file(f.parent, name) for name in ("model.py", onnx_name)}
+        for name, path in files.items():
             shown = _show(path) if path is not None else f"{_show(f.parent)}/<version>/{name}"
             version.true(name, path is not None and path.is_file(), f"file not found: {shown}")
-        onnx = _triton_model_file(f.parent, params.get("onnx_file") or "model.onnx")
+        onnx = files[onnx_name]
         card = self.resolve_card(m, hint)
         facts = _Facts(card=card)
         m.expect("name", f.parent.name, " (Triton wants the model folder's name)")
