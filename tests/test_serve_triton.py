@@ -3,8 +3,9 @@ nvidia-pytriton wheel) on 127.0.0.1 at free ports: remote equals local ONNX Runt
 step state held by the server (sequence batcher) and by the client, restarts after a failed
 call start a new sequence, the element with backend=triton equals backend=onnxruntime, a server
 killed mid-stream (one warning, one recovery summary, no buffer lost), a server down at start,
-a missing model, a shape mismatch. The module's server must exit 0 at the end: Triton waits
-for live sequences, so that also checks every test's sequences were ended."""
+a missing model, a shape mismatch, the sequence idle timeout, and a stop with sequences still
+open (dropped: exit 0 at once instead of Triton waiting for them). The module's server must
+exit 0 at the end."""
 
 from __future__ import annotations
 
@@ -26,11 +27,18 @@ pytestmark = pytest.mark.slow  # a real server start is seconds; the whole file 
 ROOT = Path(__file__).resolve().parents[1]
 CARD = ROOT / "engines" / "hcml_tiny_motion.json"
 START_TIMEOUT = 180.0  # the python backend imports ORT per model; 2 shared cores can be slow
+IDLE_S = 1.5  # sequence idle timeout of the module repository's hcml_idle_step_seq
 
 try:
     import tritonclient.grpc  # noqa: F401
 
-    from hcml.serve.server import ServeError, TritonServer, free_port, tritonserver_root
+    from hcml.serve.server import (
+        DROP_PARAMETER,
+        ServeError,
+        TritonServer,
+        free_port,
+        tritonserver_root,
+    )
 
     tritonserver_root()
 except (ImportError, RuntimeError) as _e:  # the serve extra / wheel is not installed
@@ -53,7 +61,8 @@ def _card_copy(tmp: Path, name: str) -> Path:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> dict:
-    """A repository with the shipped card, plus 'hcml_mismatch' whose served input is 32x32."""
+    """A repository with the shipped card, plus 'hcml_mismatch' whose served input is 32x32,
+    plus the sequence model alone of 'hcml_idle' whose sequences expire after IDLE_S."""
     from hcml.export.triton_repo import write_triton_repo
 
     tmp = tmp_path_factory.mktemp("triton")
@@ -64,6 +73,9 @@ def repo(tmp_path_factory) -> dict:
     cfg = root / "hcml_mismatch" / "config.pbtxt"
     cfg.write_text(cfg.read_text().replace("dims: [ 3, 8, 64, 64 ]", "dims: [ 3, 8, 32, 32 ]"))
     assert "32, 32" in cfg.read_text()
+    idle = tmp / "idle"
+    write_triton_repo(_card_copy(tmp, "hcml_idle"), idle, max_batch=16, sequence_idle_s=IDLE_S)
+    shutil.copytree(idle / "hcml_idle_step_seq", root / "hcml_idle_step_seq")
     return {"root": root, "tmp": tmp, "mismatch": mismatch}
 
 
@@ -75,7 +87,9 @@ def _server(root: Path, grpc_port: int | None = None) -> TritonServer:
 def server(repo):
     s = _server(repo["root"]).start(timeout=START_TIMEOUT)
     yield s
-    assert s.stop(timeout=30) == 0  # SIGTERM: a clean exit
+    left = sum(len(m["ids"]) for m in s.open_sequences().values())
+    assert s.stop() == 0, s.stop_error  # SIGTERM: a clean exit, open sequences dropped
+    assert s.dropped <= left
 
 
 def _clips(card, n_streams: int = 2, frames: int = 11) -> np.ndarray:
@@ -140,6 +154,59 @@ def test_server_state_restarts_with_a_new_sequence(server):
     with pytest.raises(RuntimeError, match="START"):
         remote.run_step(x[:, :, 1], state)
     remote.close()
+
+
+def test_sequence_idle_timeout_drops_an_abandoned_sequence_keeps_an_active_one(server):
+    """hcml_idle_step_seq expires sequences after IDLE_S. Sequence A is abandoned after one
+    frame (a client gone without END) while B sends a frame every 0.25 s: within the idle time
+    (plus the sweep period) A leaves the model's state store (the ids model.py publishes) and
+    Triton refuses A's next request without START; B is kept throughout (its logits equal a
+    local ORT stream's over every frame); START on A's id again is a fresh sequence."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    model = "hcml_idle_step_seq"
+    local = load_backend(CARD, backend="onnxruntime", threads=1)
+    x = _clips(local.card, n_streams=2, frames=24)
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+
+    def step(cid, frame, start=False, end=False, **kw):
+        inp = grpcclient.InferInput("frame", list(frame.shape), "FP32")
+        inp.set_data_from_numpy(np.ascontiguousarray(frame))
+        res = client.infer(
+            model, [inp], sequence_id=cid, sequence_start=start, sequence_end=end, **kw
+        )
+        return res.as_numpy("logits")
+
+    def held() -> set:
+        return server.open_sequences().get(model, {}).get("ids", set())
+
+    a, b = 7001, 7002
+    step(a, x[:1, :, 0], start=True)
+    abandoned = time.monotonic()
+    out_b = [step(b, x[1:2, :, 0], start=True)]
+    assert {a, b} <= held()
+    while a in held():
+        assert len(out_b) < x.shape[2] - 2, f"sequence A still held after {len(out_b)} frames"
+        time.sleep(0.25)
+        out_b.append(step(b, x[1:2, :, len(out_b)]))
+    gone_after = time.monotonic() - abandoned
+    assert IDLE_S - 0.2 <= gone_after <= IDLE_S + 3.0, gone_after
+    assert b in held()
+    with pytest.raises(InferenceServerException, match="START"):
+        step(a, x[:1, :, 1])  # Triton released it too: the client must restart it
+    out_b.append(step(b, x[1:2, :, len(out_b)], end=True))
+    n = len(out_b)
+    np.testing.assert_allclose(
+        np.concatenate(out_b)[None], local.stream(x[1:2, :, :n]), atol=1e-4, rtol=0
+    )
+    fresh = step(a, x[:1, :, 5], start=True)  # restarted: a new sequence on the same id
+    np.testing.assert_allclose(fresh, local.stream(x[:1, :, 5:6])[:, 0], atol=1e-4, rtol=0)
+    # what stop() sends for a sequence left open: END + hcml_drop, answered without the graph
+    dropped = step(a, x[:1, :, 6], end=True, parameters={DROP_PARAMETER: True})
+    assert dropped.shape == (1, 12) and not dropped.any()
+    assert not held() & {a, b}
+    client.close()
 
 
 def test_health_and_metrics_endpoints(server):
@@ -335,6 +402,11 @@ def test_serve_cli_rejects_bad_input(tmp_path, capsys):
     assert "model card not found" in capsys.readouterr().err
     assert main(["serve", str(CARD), "--grpc-port", "9", "--http-port", "9"]) == 2
     assert "must differ" in capsys.readouterr().err
+    for cmd in (["serve", str(CARD)], ["export", str(tmp_path / "m.pt"), "--name", "m"]):
+        assert main([*cmd, "--sequence-idle-s", "0"]) == 2
+        err = capsys.readouterr().err
+        assert "--sequence-idle-s must be a positive number of seconds" in err, err
+        assert err.count("\n") == 1
 
 
 def test_server_exits_cleanly_with_bad_repository(tmp_path):
@@ -347,6 +419,10 @@ def test_server_exits_cleanly_with_bad_repository(tmp_path):
 
 
 def test_hcml_serve_command_ready_then_sigterm_exits_cleanly(tmp_path):
+    """`hcml serve` stopped by SIGTERM while a client still holds two open sequences (never
+    ended) and a large clip request is in flight: the request is answered, the sequences are
+    dropped (one line says 2), exit status 0, and no Triton exit timeout is waited out (it
+    would exit 1). --sequence-idle-s reaches the written sequence model."""
     import os
     import signal
     import subprocess
@@ -359,7 +435,8 @@ def test_hcml_serve_command_ready_then_sigterm_exits_cleanly(tmp_path):
         proc = subprocess.Popen(
             [sys.executable, "-m", "hcml.cli", "serve", str(CARD), "--repository",
              str(tmp_path / "repo"), "--grpc-port", str(ports[0]), "--http-port",
-             str(ports[1]), "--metrics-port", str(ports[2])],
+             str(ports[1]), "--metrics-port", str(ports[2]), "--instances", "1",
+             "--sequence-idle-s", "20"],
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
@@ -372,12 +449,39 @@ def test_hcml_serve_command_ready_then_sigterm_exits_cleanly(tmp_path):
             assert r.status == 200
         assert f"server=127.0.0.1:{ports[0]}" in log.read_text()
         assert (tmp_path / "repo" / "hcml_tiny_motion_step" / "1" / "model.onnx").is_file()
+        seq_cfg = (tmp_path / "repo" / "hcml_tiny_motion_step_seq" / "config.pbtxt").read_text()
+        assert "max_sequence_idle_microseconds: 20000000" in seq_cfg
+        url_grpc = f"127.0.0.1:{ports[0]}"
+        held = load_backend(CARD, backend="triton", server=url_grpc, state="server")
+        state = held.init_state(2)
+        for _ in range(2):
+            _, state = held.run_step(np.zeros((2, 3, 64, 64), np.float32), state)
+        clip = load_backend(CARD, backend="triton", server=url_grpc)
+        clip.run_clip(np.zeros((1, 3, 8, 64, 64), np.float32))  # connected
+        answer = {}
+
+        def big_request():
+            try:
+                answer["logits"] = clip.run_clip(np.zeros((16, 3, 8, 64, 64), np.float32))
+            except Exception as e:  # noqa: BLE001 - reported by the assertion below
+                answer["error"] = e
+            answer["at"] = time.monotonic()
+
+        worker = threading.Thread(target=big_request)
+        worker.start()
+        time.sleep(0.25)  # the request reached the server (loopback, connection warm)
+        sent = time.monotonic()
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, log.read_text()
+        stopped_s = time.monotonic() - sent
+        worker.join(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert "stopped (tritonserver exit 0)" in log.read_text()
+    text = log.read_text()
+    assert "error" not in answer and answer["logits"].shape == (16, 12), answer
+    assert "stopped (tritonserver exit 0), dropped 2 open sequences" in text, text
+    print(f"stop took {stopped_s:.1f} s; big request answered {answer['at'] - sent:+.2f} s")
     with pytest.raises(OSError):  # nothing listens any more
         urllib.request.urlopen(url, timeout=2)
 

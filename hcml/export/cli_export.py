@@ -54,6 +54,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="also write the Triton model repository (NAME + NAME_step) that `hcml serve` "
         "loads and nvinferserver's gRPC mode points at, into this folder",
     )
+    p.add_argument(
+        "--sequence-idle-s",
+        type=float,
+        default=30.0,
+        help="with --triton-repo: a server-held sequence (NAME_step_seq) unused this long is "
+        "dropped and its state freed (seconds, default %(default)s)",
+    )
     from hcml.export.cli_deepstream import add_settings_arguments
 
     add_settings_arguments(p)
@@ -79,6 +86,13 @@ def _checkpoint_extras(path: Path) -> dict:
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    if not 1e-6 <= args.sequence_idle_s <= 86400 * 365:
+        print(
+            "hcml export: --sequence-idle-s must be a positive number of seconds (at most a "
+            f"year), got {args.sequence_idle_s:g}",
+            file=sys.stderr,
+        )
+        return 2
     if not args.checkpoint.is_file():
         print(f"hcml export: checkpoint not found: {args.checkpoint}", file=sys.stderr)
         return 2
@@ -129,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     if args.triton_repo is not None:
         from hcml.export.triton_repo import write_triton_repo
 
-        write_triton_repo(card, args.triton_repo)
+        write_triton_repo(card, args.triton_repo, sequence_idle_s=args.sequence_idle_s)
         models = f"{card.name}, {card.name}_step, {card.name}_step_seq"
         print(f"  triton     {args.triton_repo} (models {models})")
     if args.no_deepstream:

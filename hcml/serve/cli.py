@@ -6,8 +6,10 @@ Writes each card's Triton models (NAME: clip graph; NAME_step: step graph, state
 client; NAME_step_seq: step graph, state held by the server under the sequence batcher; python
 backend running ONNX Runtime) into --repository (default: a temporary folder), starts
 Triton on it and prints the endpoints: gRPC (inference), HTTP (/v2/health/ready, model
-metadata) and metrics (Prometheus text, /metrics). SIGTERM or Ctrl-C shuts it down cleanly
-(in-flight requests finish). Endpoints bind --host (127.0.0.1 unless told otherwise).
+metadata) and metrics (Prometheus text, /metrics). SIGTERM or Ctrl-C shuts it down cleanly:
+in-flight requests finish, sequences clients left open are dropped (one line says how many;
+clients restart them with START on a server that answers again), exit status 0; a second
+SIGTERM/Ctrl-C kills it at once. Endpoints bind --host (127.0.0.1 unless told otherwise).
 """
 
 from __future__ import annotations
@@ -50,6 +52,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threads", type=int, default=1, help="ORT threads per instance (1; 0 = ORT's default)"
     )
+    p.add_argument(
+        "--sequence-idle-s",
+        type=float,
+        default=30.0,
+        help="server-held step state (NAME_step_seq): a sequence unused this long (a client "
+        "gone without END) is dropped and its state freed (seconds, default %(default)s)",
+    )
     p.add_argument("--log-file", type=Path, default=None, help="Triton's log (default: hidden)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for ready")
 
@@ -66,6 +75,11 @@ def run(args: argparse.Namespace) -> int:
     for port in (args.grpc_port, args.http_port, args.metrics_port):
         if not 0 < port < 65536:
             return fail(f"port {port} out of range 1-65535")
+    if not 1e-6 <= args.sequence_idle_s <= 86400 * 365:
+        return fail(
+            f"--sequence-idle-s must be a positive number of seconds (at most a year), "
+            f"got {args.sequence_idle_s:g}"
+        )
     if len({args.grpc_port, args.http_port, args.metrics_port}) < 3:
         return fail("--grpc-port, --http-port and --metrics-port must differ")
     cards = []
@@ -90,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         queue_delay_us=args.queue_delay_us,
         instances=args.instances,
         threads=args.threads,
+        sequence_idle_s=args.sequence_idle_s,
     )
     try:
         for card in cards:
@@ -101,8 +116,15 @@ def run(args: argparse.Namespace) -> int:
         repo, args.grpc_port, args.http_port, args.metrics_port, args.host, args.log_file
     )
     stop = threading.Event()
+
+    def on_signal(*_) -> None:
+        if stop.is_set() and server.running():  # a second request: do not wait any more
+            print("hcml serve: killing tritonserver", file=sys.stderr, flush=True)
+            os.killpg(server.proc.pid, signal.SIGKILL)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     try:
         server.start(timeout=args.timeout)
     except ServeError as e:
@@ -121,9 +143,22 @@ def run(args: argparse.Namespace) -> int:
             )
             rc = 1
             break
+    if rc == 0:
+        print("hcml serve: stopping (in-flight requests finish)", flush=True)
     code = server.stop()
     if rc == 0:
-        print(f"hcml serve: stopped (tritonserver exit {code})", flush=True)
+        n = server.dropped
+        print(
+            f"hcml serve: stopped (tritonserver exit {code}), dropped {n} open "
+            f"sequence{'' if n == 1 else 's'}",
+            flush=True,
+        )
+        if code != 0:
+            print(
+                f"hcml serve: tritonserver did not stop cleanly (exit {code}): {server.stop_error}",
+                file=sys.stderr,
+            )
+            rc = 1
     if tmp is not None:
         tmp.cleanup()
     return rc
