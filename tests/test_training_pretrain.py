@@ -219,3 +219,43 @@ def test_random_clips_are_the_files_frames_after_a_seek(fps, step):
         assert match, seed
         starts.add(match[0])
     assert len(starts) > 1  # random starts, decoded after a real seek
+
+
+def test_init_from_match_shapes_warm_starts_another_architecture(pretrained, tmp_path):
+    """``init_from_match: shapes``: motion blocks of another width start fresh, everything that
+    fits (backbone, flow net, classifier) comes from the checkpoint, through ``hcml train``."""
+    from hcml.training.recipe import validate_recipe
+    from hcml.training.run import build_module
+
+    model = json.loads(json.dumps(MODEL))
+    model["options"]["beta"] = 2  # the pretrained run's motion blocks: beta 4 (the default)
+    finetune = {
+        "seed": 3,
+        "init_from": str(pretrained),
+        "init_from_match": "shapes",
+        "model": model,
+        "data": {"train": {"synth": {"seed": 0, "frames": 4, "size": 32}}, "batch_size": 2},
+        "stages": [{"type": "joint", "steps": 2, "gamma": 0.0}],
+    }
+    src = _weights(pretrained)
+    fresh = build_module(validate_recipe(json.loads(json.dumps(finetune)))).state_dict()
+    differs = [k for k in fresh if k in src and src[k].shape != fresh[k].shape]
+    assert any(".pmb." in k for k in differs), "the test needs motion blocks of another width"
+    path = tmp_path / "warm.yaml"
+    path.write_text(yaml.safe_dump(finetune))
+    out = tmp_path / "warm"
+    assert main(["train", str(path), "--out", str(out), "--stop-after", "0", "--no-progress"]) == 0
+    state = torch.load(out / "01-joint" / "last.pt", weights_only=True)["module"]
+    for k in ("model.backbone.stem.0.weight", "model.head.fc.weight"):
+        assert k in src and torch.equal(state[k], src[k]), k
+    assert any(k.startswith("flow_net.") and torch.equal(state[k], src[k]) for k in state)
+    for k, v in fresh.items():  # every fitting tensor came from the checkpoint, the rest fresh
+        if k in src and src[k].shape == v.shape:
+            assert torch.equal(state[k], src[k]), k
+        else:
+            assert state[k].shape == v.shape, k
+    assert sum(k in differs for k in state) == len(differs) > 0
+
+    bad = dict(finetune, init_from_match="names")
+    path.write_text(yaml.safe_dump(bad))
+    assert main(["train", str(path), "--out", str(tmp_path / "w2"), "--no-progress"]) == 2

@@ -2,6 +2,12 @@
 
 ``load_pretrained`` loads every tensor of the training wrapper (backbone, motion blocks, fusion,
 flow net, contrastive heads) except the classifier, which pretraining never trains.
+
+``load_matching`` (``init_from_match: shapes``) is the warm start across architectures: every
+tensor whose name and shape the checkpoint shares with this model is loaded, the classifier
+included; the rest (e.g. motion blocks of another width, or at other levels) keep their fresh
+initialisation. Used to train a cheaper variant from the shipped model's backbone, head and flow
+net (training/tiny_fast.yaml).
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["CLASSIFIER_PREFIXES", "load_pretrained"]
+__all__ = ["CLASSIFIER_PREFIXES", "load_matching", "load_pretrained"]
 
 # State-dict names of the classifier (pretraining never trains it; fine-tuning starts it fresh).
 CLASSIFIER_PREFIXES = ("model.head.",)
@@ -26,6 +32,41 @@ def _checkpoint_path(path: str | os.PathLike) -> Path:
     return p
 
 
+def _wrapper_state(p: Path) -> dict[str, torch.Tensor]:
+    from hcml.training.recipe import RecipeError
+
+    state = torch.load(p, map_location="cpu", weights_only=True)
+    if "wrapper_state" not in state:
+        raise RecipeError(f"init_from: {p} holds no training wrapper state (use a run's model.pt)")
+    return state["wrapper_state"]
+
+
+def load_matching(module: torch.nn.Module, path: str | os.PathLike) -> dict[str, list[str]]:
+    """Load every tensor whose name and shape match (classifier included); returns the report.
+
+    Report: {"loaded": names, "kept": this model's names left as initialised (absent from the
+    checkpoint or of another shape), "unused": checkpoint names not loaded}. RecipeError when
+    nothing matches (not a checkpoint of this model family).
+    """
+    from hcml.training.recipe import RecipeError
+
+    p = _checkpoint_path(path)
+    src = _wrapper_state(p)
+    own = module.state_dict()
+    loaded = [k for k in own if k in src and tuple(src[k].shape) == tuple(own[k].shape)]
+    if not loaded:
+        raise RecipeError(f"init_from: no tensor of {p} fits this model (another model family?)")
+    with torch.no_grad():
+        for k in loaded:
+            own[k].copy_(src[k])
+    done = set(loaded)
+    return {
+        "loaded": loaded,
+        "kept": [k for k in own if k not in done],
+        "unused": [k for k in src if k not in done],
+    }
+
+
 def load_pretrained(module: torch.nn.Module, path: str | os.PathLike) -> dict[str, list[str]]:
     """Load a pretraining run's weights into a training wrapper; returns the report.
 
@@ -37,10 +78,7 @@ def load_pretrained(module: torch.nn.Module, path: str | os.PathLike) -> dict[st
     from hcml.training.recipe import RecipeError
 
     p = _checkpoint_path(path)
-    state = torch.load(p, map_location="cpu", weights_only=True)
-    if "wrapper_state" not in state:
-        raise RecipeError(f"init_from: {p} holds no training wrapper state (use a run's model.pt)")
-    src: dict[str, torch.Tensor] = state["wrapper_state"]
+    src = _wrapper_state(p)
     own = module.state_dict()
     want = [k for k in own if not k.startswith(CLASSIFIER_PREFIXES)]
     missing = [k for k in want if k not in src]

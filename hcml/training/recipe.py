@@ -9,6 +9,9 @@ Schema (every key optional unless marked; unknown keys are errors naming the key
     init_from: PATH                # start the first phase from a pretraining run (its folder
                                    # or a .pt): every weight except the classifier's is loaded
                                    # (hcml.training.pretrain.load_pretrained)
+    init_from_match: exact | shapes = exact   # shapes: load every tensor whose name and shape
+                                   # match, classifier included, keep the rest fresh (a warm
+                                   # start for another architecture of the same family)
     model:                         # required
       name: str                    # required, a hcml.model.list_models() entry
       frames: int = 16             # T the model is trained (and deployed) with
@@ -109,6 +112,7 @@ def validate_recipe(raw: Any, source: str = "<recipe>") -> dict[str, Any]:
             "stages": list,
             "description": str,
             "init_from": str,
+            "init_from_match": str,
         },
         source,
     )
@@ -122,6 +126,12 @@ def validate_recipe(raw: Any, source: str = "<recipe>") -> dict[str, Any]:
     r.setdefault("deterministic", False)
     r.setdefault("log_every", 10)
     r.setdefault("ckpt_every", 100)
+    if r.get("init_from_match", "exact") not in ("exact", "shapes"):
+        raise RecipeError(
+            f"{source}: init_from_match must be exact or shapes, got {r['init_from_match']!r}"
+        )
+    if "init_from_match" in r and "init_from" not in r:
+        raise RecipeError(f"{source}: init_from_match without init_from")
 
     model = _check(
         dict(r["model"]),

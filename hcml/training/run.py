@@ -287,11 +287,17 @@ def run_recipe(
             else:
                 module.model.load_state_dict(state["state_dict"])
         elif i == 0 and recipe.get("init_from") and not (pdir / "last.pt").is_file():
-            from hcml.training.init_from import load_pretrained
+            from hcml.training.init_from import load_matching, load_pretrained
 
-            rep = load_pretrained(module, recipe["init_from"])
+            if recipe.get("init_from_match", "exact") == "shapes":
+                rep = load_matching(module, recipe["init_from"])
+            else:
+                rep = load_pretrained(module, recipe["init_from"])
             if dist.main:
-                print(f"init_from: {len(rep['loaded'])} tensors loaded, new: {rep['kept']}")
+                print(
+                    f"init_from: {len(rep['loaded'])} tensors loaded, {len(rep['kept'])} new "
+                    f"({', '.join(sorted({k.rsplit('.', 1)[0] for k in rep['kept']})[:8])})"
+                )
         stage = make_stage(spec, ph["level"])
         pcfg = PhaseConfig(
             steps=spec["steps"],
