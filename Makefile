@@ -41,7 +41,7 @@ demo: setup
 	@$(ENV) bash scripts/demo.sh
 
 test: setup
-	@$(ENV) $(PY) -m pytest -q -rs tests
+	@$(ENV) $(PY) -m pytest -q -rs --durations=25 tests
 
 lint: setup
 	$(VENV)/bin/ruff check hcml plugin tests scripts

@@ -171,14 +171,17 @@ def test_gst_inspect_documents_every_property(repo_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_100_start_stop_cycles_do_not_grow_memory(tiny_card):
+def test_start_stop_cycles_do_not_grow_memory(tiny_card):
+    """45 cycles in one process (was 100: 35 s of the suite); the first 15 warm the allocator."""
     desc = (f"videotestsrc num-buffers=10 ! video/x-raw,width=64,height=64 ! "
             f"hcmlaction model={tiny_card} ! fakesink name=sink")  # fmt: skip
     job = {"description": desc, "events": None, "timeout": 30, "seek_ns": None}
-    runs = run_pipelines([job] * 100, timeout=900)
+    runs = run_pipelines([job] * 45, timeout=900)
     assert all(r.eos and len(r.messages) == 3 for r in runs)
-    growth = runs[99].rss_kib - runs[19].rss_kib
-    assert growth < 50 * 1024, f"peak RSS grew {growth} KiB over 80 start/stop cycles"
+    growth = runs[44].rss_kib - runs[14].rss_kib
+    # 640 KiB a cycle is the old bound (50 MiB over 80 cycles): a leaked session or pipeline
+    # (megabytes each) still trips it
+    assert growth < 30 * 640, f"peak RSS grew {growth} KiB over 30 start/stop cycles"
 
 
 def test_shipped_model_labels_match_the_clip_class(synth_clips, repo_root, tmp_path):
