@@ -25,6 +25,9 @@ Failures:
   ``max_backoff``), then a fresh connection is tried. Only the first failure of an outage has
   ``repeat=False`` (warn once); ``on_notice`` gets one summary line (failed calls, seconds
   down) when the server answers again, or from ``end_of_streams()`` while it is still down.
+  A request error from a server that no longer says it is ready (a stopping server unloading
+  its models: "unknown model", a sequence it dropped) is an outage too, not this request's
+  fault (``hcml serve`` stopping: docs/SERVING.md).
   Every failed step call starts a new *epoch*: a stream state from an older epoch missed
   frames (or names a sequence the server may have lost), so ``run_step`` restarts that stream
   (zero caches / a new sequence with ``sequence_start``, frame counter 0) before using it; its
@@ -248,7 +251,10 @@ class TritonBackend(Backend):
                 res = self._sequence_requests(model, inputs, outputs, sequences)
         except self._exc as e:
             status = str(e.status())
-            if status not in _LOST and "failed to connect" not in str(e).lower():
+            lost = status in _LOST or "failed to connect" in str(e).lower()
+            if not lost and not self._server_ready():
+                lost = True  # stopping (or starting): its request errors are an outage
+            if not lost:
                 if self._delay:  # it answered, with an error about this request
                     self._recovered()
                 raise RuntimeError(
@@ -272,6 +278,14 @@ class TritonBackend(Backend):
         if len(res) == 1:
             return [res[0].as_numpy(o) for o in outputs]
         return [np.concatenate([r.as_numpy(o) for r in res], 0) for o in outputs]
+
+    def _server_ready(self) -> bool:
+        """Asked after a request error: does the server still say it is ready? (A stopping
+        Triton answers "unknown model" while it unloads, and refuses a sequence it dropped.)"""
+        try:
+            return bool(self._client.is_server_ready(client_timeout=1.0))
+        except Exception:  # noqa: BLE001 - no answer: not ready
+            return False
 
     def _outage_line(self, what: str) -> str:
         since, failed = self._outage or [time.monotonic(), 0]
