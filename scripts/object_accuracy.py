@@ -1,7 +1,7 @@
 """Per-object accuracy of hcmlaction on generated multi-object scenes (issue 20's targets).
 
     python scripts/object_accuracy.py [--scenes 12] [--detect hog|motion] [--enter]
-        [--set PROP=VALUE ...] [--out DIR]
+        [--set PROP=VALUE ...] [--detect-set PROP=VALUE ...] [--out DIR]
 
 Renders scenes of 2, 3 and 4 objects (``hcml.data.scenes``; each object its own motion class,
 3 segments of 16 frames), writes them as H.264 MP4 (CRF 12) and runs
@@ -15,6 +15,8 @@ exactly one clip per object.
   (``score_detections``): a line counts for the object whose box covers >= 50 % of the line's
   box; lines of no object and every window an object should have had (3 per object) but did
   not get count as wrong; accuracy = right / (matched lines + false lines + shortfall).
+* ``--detect-set PROP=VALUE``: an hcmldetect property (``history=16 min-size=0``: the motion
+  detector as it was before the frame-0 work).
 * ``--enter``: the objects enter after one empty segment (4 segments, objects from frame 16),
   as people walk into a camera's view; without it they are there from the first frame, and a
   motion detector sees only the parts that move until the clips change at frame 16.
@@ -45,13 +47,18 @@ def main() -> None:
     p.add_argument("--enter", action="store_true", help="objects enter after an empty segment")
     p.add_argument("--set", action="append", default=[], metavar="PROP=VALUE",
                    help="an extra hcmlaction property; repeatable")  # fmt: skip
+    p.add_argument("--detect-set", action="append", default=[], metavar="PROP=VALUE",
+                   help="an extra hcmldetect property; repeatable")  # fmt: skip
     p.add_argument("--model", default=str(DEFAULT_CARD))
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="hcml-objacc-"))
     out.mkdir(parents=True, exist_ok=True)
     lead = 16 if args.enter else 0
+    if args.detect_set and not args.detect:
+        p.error("--detect-set needs --detect")
     extra = " ".join(shlex.quote(s) for s in args.set)
+    detect_extra = " ".join(shlex.quote(s) for s in args.detect_set)
     total = {"pairs": 0, "right": 0, "unmatched": 0, "false": 0, "shortfall": 0,
              "missed_objects": 0, "objects": 0}  # fmt: skip
     per_class: dict[str, list[int]] = {}
@@ -64,7 +71,10 @@ def main() -> None:
         events = out / f"{video.stem}_{args.detect or 'gt'}.jsonl"
         events.unlink(missing_ok=True)
         if args.detect:
-            middle = f"hcmldetect method={args.detect} interval=1 ! hcmlaction roi-mode=meta"
+            middle = (
+                f"hcmldetect method={args.detect} interval=1 {detect_extra} ! "
+                "hcmlaction roi-mode=meta"
+            )
         else:
             middle = f'hcmlaction rois="{scene.rois_property()}"'
         cmd = (
@@ -100,6 +110,7 @@ def main() -> None:
         print(f"  {label:18s} {r:3d}/{m:<3d} {100 * r / max(1, m):5.1f} %")
     print(json.dumps(total))
     result = {"boxes": args.detect or "ground truth", "enter": lead, "set": args.set,
+              "detect_set": args.detect_set,
               "total": total, "per_class": per_class, "scenes": rows}  # fmt: skip
     (out / "object_accuracy.json").write_text(json.dumps(result, indent=1))
 

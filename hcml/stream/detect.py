@@ -5,7 +5,8 @@ grey frame [H, W] uint8 (optionally downscaled first), non-maximum suppression, 
 (x, y, w, h) in frame pixels with their SVM weight. ``IouTracker``: greedy IoU matching of each
 frame's boxes to the live tracks; a track not matched for ``max_missed`` detection rounds ends,
 ids are never reused (a person who leaves and comes back gets a new id: fresh state in
-``hcmlaction``).
+``hcmlaction``). ``grow_box``: a box smaller than a minimum size grown around its centre,
+inside the frame (a moving part gets context and a box that holds still while it moves).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 
 from hcml.boxes import iou
 
-__all__ = ["HogPeopleDetector", "IouTracker", "MotionDetector", "Track"]
+__all__ = ["HogPeopleDetector", "IouTracker", "MotionDetector", "Track", "grow_box"]
 
 
 class HogPeopleDetector:
@@ -60,14 +61,18 @@ class MotionDetector:
     dilated by ``gap`` px (parts of one object join), split into connected components, those
     with fewer than ``min_area`` moving pixels dropped, and boxes that overlap merged. A box is
     where something moved during the last ``history`` frames (an object's swept area), so it
-    holds still while the object moves inside it. ``update`` takes every frame; ``boxes``
-    reads the regions (any frame, e.g. every ``interval``-th); ``__call__`` does both.
+    holds still while the object moves inside it. The default history, 32 frames, is two of
+    the shipped model's 16-frame window spans: an object whose whole look changes keeps its
+    whole box for the next window even where its next look leaves part of it unchanged (with
+    16 frames that part dropped out of the box exactly when the next change came, and the
+    object got a smaller box or two). ``update`` takes every frame; ``boxes`` reads the
+    regions (any frame, e.g. every ``interval``-th); ``__call__`` does both.
     """
 
     def __init__(
         self,
         threshold: float = 6.0,
-        history: int = 16,
+        history: int = 32,
         min_area: int = 64,
         gap: int = 0,
         blur: int = 3,
@@ -135,6 +140,31 @@ class MotionDetector:
     def __call__(self, grey: np.ndarray) -> list[tuple[tuple[int, int, int, int], float]]:
         self.update(grey)
         return self.boxes()
+
+
+def grow_box(
+    box: tuple[int, int, int, int], min_size: int, width: int, height: int
+) -> tuple[int, int, int, int]:
+    """``box`` (x, y, w, h) with each side grown to at least ``min_size`` px around its centre,
+    moved back inside the ``width`` x ``height`` frame (a side longer than the frame is the
+    frame's). Sides already that long stay as they are; ``min_size`` 0 returns the box.
+
+    What a motion detector finds of an object that only partly moves is its moving part, whose
+    box grows while the part sweeps across the object; grown to ``min_size`` (the model's input
+    size, 64 px for the shipped card) the box holds still while the part moves inside it and
+    the crop shows the part with its surroundings, not blown up.
+    """
+    x, y, w, h = box
+    out = []
+    for lo, side, limit in ((x, w, width), (y, h, height)):
+        if side >= min_size:
+            out.append((lo, side))
+            continue
+        side2 = min(min_size, limit)
+        lo2 = int(round(lo + side / 2 - side2 / 2))
+        out.append((min(max(0, lo2), limit - side2), side2))
+    (x2, w2), (y2, h2) = out
+    return (x2, y2, w2, h2)
 
 
 def _merge_overlapping(boxes: list[list[int]]) -> list[list[int]]:

@@ -2,12 +2,14 @@
 
 For demos and tests of ``hcmlaction``'s per-object mode (``hcml run SRC --detect hog|motion``):
 ``method=hog``: OpenCV's bundled HOG people detector (ROI type ``person``); ``method=motion``:
-what moves, by frame differencing over a short history (ROI type ``motion``; it sees every
+what moves, by frame differencing over a history of frames (ROI type ``motion``; it sees every
 frame, its boxes are read every ``interval``-th). Detection runs every ``interval``-th frame;
-between detections the last tracked boxes are attached again. Each ROI meta has its ``id`` set
-to the track id (ids are never reused) and a ``detection`` param (``id``, ``weight``: the SVM
-weight, or the share of moving pixels in the box). Frames pass through untouched. The logic
-lives in ``hcml.stream.detect``.
+between detections the last tracked boxes are attached again. Boxes shorter than ``min-size``
+are handed on grown to it around their centre, inside the frame (``grow_box``; the tracker
+matches the boxes as found). Each ROI meta has its ``id`` set to the track id (ids are never
+reused) and a ``detection`` param (``id``, ``weight``: the SVM weight, or the share of moving
+pixels in the box as found). Frames pass through untouched. The logic lives in
+``hcml.stream.detect``.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ class HcmlDetect(GstBase.BaseTransform):
     )
     __gproperties__ = PROPERTIES = {
         "method": _prop(str, "Method", "Detector: hog (OpenCV's bundled people detector) or "
-                        "motion (what moves: frame differencing over a short history)", "hog"),
+                        "motion (what moves: frame differencing over a history)", "hog"),
         "interval": _prop(int, "Interval", "Detect every N-th frame; in between the last "
                           "tracked boxes are attached", 1, 1000, 5),
         "scale": _prop(float, "Scale", "Resize frames by this before detecting (people must be "
@@ -64,9 +66,13 @@ class HcmlDetect(GstBase.BaseTransform):
         "threshold": _prop(float, "Threshold", "motion: grey-level change between two frames "
                            "that counts as moving", 0.5, 255.0, 6.0),
         "history": _prop(int, "History", "motion: frames a changed pixel keeps counting as "
-                         "moving (a box is where something moved during them)", 1, 10000, 16),
+                         "moving (a box is where something moved during them)", 1, 10000, 32),
         "min-area": _prop(int, "Min area", "motion: fewest moving pixels of a box", 1,
                           100000000, 64),
+        "min-size": _prop(int, "Min size", "Grow each side of a box shorter than this (px) "
+                          "to it around the box's centre, inside the frame: a moving part gets "
+                          "context and a box that holds still while it moves (64 = the shipped "
+                          "model's input; 0 = boxes as found)", 0, 8192, 64),
         "max-missed": _prop(int, "Max missed", "A track ends after this many detection rounds "
                             "without a match", 0, 1000, 2),
     }  # fmt: skip
@@ -94,7 +100,12 @@ class HcmlDetect(GstBase.BaseTransform):
         if p["method"] not in ("hog", "motion"):
             return self._fail(f"hcmldetect: method must be hog or motion, got {p['method']!r}")
         try:
-            from hcml.stream.detect import HogPeopleDetector, IouTracker, MotionDetector
+            from hcml.stream.detect import (
+                HogPeopleDetector,
+                IouTracker,
+                MotionDetector,
+                grow_box,
+            )
 
             if p["method"] == "hog":
                 self.detector = HogPeopleDetector(p["scale"], p["min_weight"])
@@ -106,6 +117,7 @@ class HcmlDetect(GstBase.BaseTransform):
                 "'opencv-python-headless<5'"
             )
         self.tracker = IouTracker(max_missed=p["max_missed"])
+        self.grow = grow_box
         self.frames, self.live = 0, []
         return True
 
@@ -169,12 +181,17 @@ class HcmlDetect(GstBase.BaseTransform):
         self.frames += 1
         fw, fh = self.info.width, self.info.height
         kind = "motion" if self.props_["method"] == "motion" else "person"
+        min_size = self.props_["min_size"]
         for track_id, box in self.live:
             x, y, w, h = box
             x0, y0 = max(0, x), max(0, y)  # HOG's padding can reach past the frame
             w, h = min(fw, x + w) - x0, min(fh, y + h) - y0
             if w < 1 or h < 1:
                 continue
+            # the tracker matches the boxes as found (a part's small box is no match for its
+            # object's whole box: a fresh id when the object changes as a whole); only the
+            # box handed on is grown
+            x0, y0, w, h = self.grow((x0, y0, w, h), min_size, fw, fh)
             ptr = roi_meta.add_roi(buf, kind, x0, y0, w, h, track_id)
             s = Gst.Structure.new_empty("detection")
             s.set_value("id", track_id)
