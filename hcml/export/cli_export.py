@@ -86,12 +86,11 @@ def _checkpoint_extras(path: Path) -> dict:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    if not 1e-6 <= args.sequence_idle_s <= 86400 * 365:
-        print(
-            "hcml export: --sequence-idle-s must be a positive number of seconds (at most a "
-            f"year), got {args.sequence_idle_s:g}",
-            file=sys.stderr,
-        )
+    from hcml.export.triton_repo import sequence_idle_problem
+
+    problem = sequence_idle_problem(args.sequence_idle_s)
+    if problem:
+        print(f"hcml export: {problem}", file=sys.stderr)
         return 2
     if not args.checkpoint.is_file():
         print(f"hcml export: checkpoint not found: {args.checkpoint}", file=sys.stderr)

@@ -34,6 +34,7 @@ from hcml.export.deepstream import CARD_MARK
 
 __all__ = [
     "clip_model_name",
+    "sequence_idle_problem",
     "sequence_model_name",
     "step_model_name",
     "triton_model_configs",
@@ -107,6 +108,15 @@ def _config(
             *extra,
             "",
         ]
+    )
+
+
+def sequence_idle_problem(seconds: float) -> str | None:
+    """What is wrong with a sequence idle timeout (``--sequence-idle-s``), or None."""
+    if 1e-6 <= seconds <= 86400 * 365:
+        return None
+    return (
+        f"--sequence-idle-s must be a positive number of seconds (at most a year), got {seconds:g}"
     )
 
 

@@ -65,7 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from hcml.card import ModelCard, ModelCardError
-    from hcml.export.triton_repo import write_triton_repo
+    from hcml.export.triton_repo import sequence_idle_problem, write_triton_repo
     from hcml.serve.server import ServeError, TritonServer
 
     def fail(msg: str) -> int:
@@ -75,11 +75,9 @@ def run(args: argparse.Namespace) -> int:
     for port in (args.grpc_port, args.http_port, args.metrics_port):
         if not 0 < port < 65536:
             return fail(f"port {port} out of range 1-65535")
-    if not 1e-6 <= args.sequence_idle_s <= 86400 * 365:
-        return fail(
-            f"--sequence-idle-s must be a positive number of seconds (at most a year), "
-            f"got {args.sequence_idle_s:g}"
-        )
+    problem = sequence_idle_problem(args.sequence_idle_s)
+    if problem:
+        return fail(problem)
     if len({args.grpc_port, args.http_port, args.metrics_port}) < 3:
         return fail("--grpc-port, --http-port and --metrics-port must differ")
     cards = []
