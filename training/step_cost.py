@@ -4,15 +4,16 @@ Each row builds ``hcml_tiny`` (8 frames, 64x64, random weights: weights do not c
 with the given options, exports its exact step graph (``NAME.step.onnx``, as ``hcml export``
 does) and times one call at batch 1 on ONNX Runtime's CPU provider (2 intra-op threads, as the
 element runs it), all rows interleaved in rounds within one process so that they share the
-machine's state; the median of the rounds is reported, with its ratio to the first row (the
-shipped architecture). ``--card`` rows time a card's own step graph the same way.
+machine's state (``hcml.bench.common.time_interleaved``); the median call is reported, with its
+ratio to the first row (the shipped architecture). ``--card`` rows time a card's own step graph
+the same way.
 
 Why levels 2-3 cost more than level 0: the step graph recomputes, after the p-th pairing op, p
 provisional frames in every later op (hcml/model/step.py), so a deep level adds work to all that
 follows it; and at beta 1 its reduced features are as wide as the backbone's.
 
     python training/step_cost.py --markdown            # the variants below
-    python training/step_cost.py --card engines/hcml_tiny_motion.json --rounds 9
+    python training/step_cost.py --card engines/hcml_tiny_motion.json --seconds 30
 
 Accuracy of a variant needs a trained model: docs/RESULTS.md ("Cost") puts the measured top-1 of
 the trained ones beside these timings.
@@ -21,9 +22,7 @@ the trained ones beside these timings.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -70,41 +69,34 @@ def card_step(card_path: str) -> Path:
     return Path(card_path).resolve().parent / card.files["step"]
 
 
-def time_graphs(paths: dict[str, Path], rounds: int, calls: int, threads: int) -> dict:
-    """Median ms per call of each graph at batch 1 (rounds interleaved across graphs)."""
+def time_graphs(paths: dict[str, Path], seconds: float, rounds: int, threads: int) -> dict:
+    """Median ms per call of each graph at batch 1 (``hcml.bench.common.time_interleaved``)."""
     import onnxruntime as ort
 
+    from hcml.bench.common import time_interleaved
+
     rng = np.random.default_rng(0)
-    sessions, feeds = {}, {}
+    calls = {}
     for name, p in paths.items():
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
         s = ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"])
-        sessions[name] = s
-        feeds[name] = {
+        feeds = {
             i.name: rng.random([d if isinstance(d, int) else 1 for d in i.shape]).astype(np.float32)
             for i in s.get_inputs()
         }
-    times: dict[str, list[float]] = {n: [] for n in paths}
-    for r in range(rounds):
-        for name, s in sessions.items():
-            for _ in range(3):
-                s.run(None, feeds[name])
-            t = time.perf_counter()
-            for _ in range(calls):
-                s.run(None, feeds[name])
-            times[name].append((time.perf_counter() - t) / calls * 1e3)
-        print(f"round {r + 1}/{rounds} done", file=sys.stderr)
-    return {n: float(np.median(v)) for n, v in times.items()}
+        calls[name] = lambda s=s, feeds=feeds: s.run(None, feeds)
+    times = time_interleaved(calls, seconds, rounds)
+    return {n: t["median_ms"] for n, t in times.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--card", action="append", default=[], help="also time this card's step graph")
     p.add_argument("--only", nargs="*", help="variant names to run (default: all)")
-    p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--calls", type=int, default=50, help="calls per round and graph")
+    p.add_argument("--seconds", type=float, default=60.0, help="timing, all graphs together")
+    p.add_argument("--rounds", type=int, default=7, help="interleaved rounds")
     p.add_argument("--threads", type=int, default=2, help="ORT intra-op threads (element: 2)")
     p.add_argument("--markdown", action="store_true", help="print a markdown table")
     args = p.parse_args(argv)
@@ -117,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                  enumerate(names)}  # fmt: skip
         for c in args.card:
             paths[f"card {c}"] = card_step(c)
-        ms = time_graphs(paths, args.rounds, args.calls, args.threads)
+        ms = time_graphs(paths, args.seconds, args.rounds, args.threads)
     base = ms[names[0]] if names else next(iter(ms.values()))
     if args.markdown:
         print(f"| variant | step ms (batch 1, {args.threads} threads) | ratio to first row |")

@@ -140,31 +140,43 @@ def time_calls(fn: Callable[[], Any], seconds: float, min_runs: int = 3) -> dict
     return summarize_ms(acc)
 
 
-def time_pair(
-    fa: Callable[[], Any], fb: Callable[[], Any], seconds: float, rounds: int = 6
-) -> tuple[dict, dict]:
-    """Median / p90 ms per call of fa() and fb(), measured in alternating rounds.
+def time_interleaved(
+    fns: dict[str, Callable[[], Any]], seconds: float, rounds: int = 6
+) -> dict[str, dict]:
+    """Median / p90 ms per call of each function, measured in interleaved rounds.
 
-    The machine may be shared: alternating short rounds exposes both functions to the same
-    background load, so the ratio stays honest even when absolute times drift.
+    The machine may be shared: interleaving short rounds exposes every function to the same
+    background load, so ratios stay honest even when absolute times drift. Each function is
+    warmed up twice, then gets ``seconds / (len(fns) * rounds)`` (at least 3 calls) a round.
     """
-    for f in (fa, fb, fa, fb):  # warm-up
-        f()
-    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(2):  # warm-up
+        for f in fns.values():
+            f()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    share = seconds / (len(fns) * rounds)
     for _ in range(rounds):
-        for f, acc in ((fa, times[0]), (fb, times[1])):
+        for name, f in fns.items():
+            acc = times[name]
             start = time.perf_counter()
             n = 0
-            while n < 3 or time.perf_counter() - start < seconds / (2 * rounds):
+            while n < 3 or time.perf_counter() - start < share:
                 t0 = time.perf_counter()
                 f()
                 acc.append(time.perf_counter() - t0)
                 n += 1
-    out = []
-    for acc in times:
+    out = {}
+    for name, acc in times.items():
         s = summarize_ms(acc)
-        out.append({"median_ms": s["median_ms"], "p90_ms": s["p90_ms"], "runs": s["runs"]})
-    return out[0], out[1]
+        out[name] = {"median_ms": s["median_ms"], "p90_ms": s["p90_ms"], "runs": s["runs"]}
+    return out
+
+
+def time_pair(
+    fa: Callable[[], Any], fb: Callable[[], Any], seconds: float, rounds: int = 6
+) -> tuple[dict, dict]:
+    """``time_interleaved`` of two functions: (fa's, fb's) median / p90 ms per call."""
+    out = time_interleaved({"a": fa, "b": fb}, seconds, rounds)
+    return out["a"], out["b"]
 
 
 def percentiles(values: Sequence[float], ps: Sequence[int] = (50, 95, 99)) -> dict[str, float]:
