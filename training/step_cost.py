@@ -61,9 +61,12 @@ def export_variant(options: dict, path: Path) -> Path:
 
 def card_step(card_path: str) -> Path:
     """A card's step graph file."""
-    from hcml.card import ModelCard
+    from hcml.card import ModelCard, ModelCardError
 
-    card = ModelCard.load(card_path)
+    try:
+        card = ModelCard.load(card_path)
+    except ModelCardError as e:
+        raise SystemExit(f"step_cost: {e}") from None
     if "step" not in card.files:
         raise SystemExit(f"step_cost: {card_path} has no step graph")
     return Path(card_path).resolve().parent / card.files["step"]
