@@ -4,6 +4,8 @@ renders every cell.
 
 One smoke grid (2 seeds x 2 label counts x 5 methods, 2 pretrainings) runs once for the module,
 its renders in the usual cache (``$HCML_CACHE``): ~70 s on 2 busy cores once they are cached.
+A second smoke run (``--arch fast --flow-net small --keep-models``, 1 seed, 2 rows) exports a
+kept model; the whole file took 240 s at nice 15 on 2 busy cores.
 """
 
 from __future__ import annotations
@@ -143,3 +145,110 @@ def test_rerun_skips_done_rows_and_bad_input_is_one_line(grid):
     assert bad.stderr.strip().count("\n") == 0 and "--labels" in bad.stderr
     bad = _run(["table", "--out", str(grid["dir"] / "nothing")], grid["env"])
     assert bad.returncode == 2 and "holds no run" in bad.stderr
+
+
+def test_arch_and_flow_net_are_the_recipes_networks():
+    """--arch fast is training/tiny_fast.yaml's network, --arch default pretrain.yaml's;
+    --flow-net big is pretrain.yaml's flow net, small default.yaml's (the registry default)."""
+    import yaml
+
+    from hcml.model.registry import TRAIN_DEFAULTS
+
+    mod = _module()
+    size = mod.SIZES["smoke"]
+    fast = yaml.safe_load((REPO / "training" / "tiny_fast.yaml").read_text())["model"]
+    pre = yaml.safe_load((REPO / "training" / "pretrain.yaml").read_text())["model"]
+    default = yaml.safe_load((REPO / "training" / "default.yaml").read_text())["model"]
+    for method in ("pretrained", "scratch", "probe"):
+        r = mod._recipe(method, size, 0, "fast", "small")
+        assert r["model"]["options"] == fast["options"]
+        train = {k: r["model"]["train"].get(k, TRAIN_DEFAULTS[k]) for k in TRAIN_DEFAULTS}
+        assert train == {**TRAIN_DEFAULTS, **default["train"]}
+        r = mod._recipe(method, size, 0, "default", "big")
+        assert r["model"]["options"] == pre["options"] and r["model"]["train"] == pre["train"]
+        assert r["model"]["input_size"] == size.input
+
+
+@pytest.mark.slow
+def test_fast_arch_kept_model_exports_and_matches_torch(tmp_path):
+    """A --arch fast --keep-models run: pretraining and rows train the fast network, the kept
+    model.pt exports with `hcml export`, its card carries the row's accuracy, and the ONNX clip
+    graph gives the torch model's logits on a random clip."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from hcml.card import ModelCard
+    from hcml.cli import main as hcml_main
+    from hcml.model.checkpoint import load_model
+
+    env = dict(os.environ)
+    out = tmp_path / "run"
+    args = ["run", "--smoke", "--out", str(out), "--seeds", "0", "--labels", "5"]
+    args += ["--methods", "pretrained,scratch", "--arch", "fast", "--flow-net", "small"]
+    args += ["--keep-models", "--parallel", "2", "--workers", "2"]
+    p = _run(args, env)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["net"]["arch"] == "fast" and meta["net"]["flow_net"] == "small"
+    pre = torch.load(out / "pretrain-s0" / "model.pt", map_location="cpu", weights_only=True)
+    assert pre["cfg"]["levels"] == [0, 1] and pre["cfg"]["beta"] == 2
+    for name in ("pretrained-k5-s0", "scratch-k5-s0"):
+        row = json.loads((out / "rows" / f"{name}.json").read_text())
+        assert row["arch"] == "fast" and row["flow_net"] == "small"
+        kept = torch.load(out / "models" / f"{name}.pt", map_location="cpu", weights_only=True)
+        assert kept["cfg"]["levels"] == [0, 1] and kept["cfg"]["beta"] == 2
+        assert set(kept["cfg"]["train"].items()) >= {("flow_growth", 8), ("flow_corr", 0)}
+        assert kept["metrics"]["heldout_top1"] == row["heldout"]["top1"]
+        assert kept["metrics"]["style_shift_top1"] == row["style_shift"]["top1"]
+        # the weights are the row's: the hash of a fine-tuned tensor matches the row's record
+        mod = _module()
+        for n, sha in row["final_sha"].items():
+            assert mod.tensor_sha(kept["wrapper_state"][n]) == sha, n
+
+    ckpt = out / "models" / "pretrained-k5-s0.pt"
+    engines = tmp_path / "engines"
+    argv = ["export", str(ckpt), "--name", "le5", "--out", str(engines), "--no-deepstream"]
+    assert hcml_main(argv) == 0
+    card = ModelCard.load(engines / "le5.json")
+    assert card.model == "hcml_tiny" and card.window == 8 and card.input_size == (32, 32)
+    assert card.frame_step == 2 and len(card.labels) == 12
+    row = json.loads((out / "rows" / "pretrained-k5-s0.json").read_text())
+    assert card.metrics["style_shift_top1"] == row["style_shift"]["top1"]
+    assert card.metrics["heldout"]["n"] == row["heldout"]["n"]
+    net = load_model(ckpt).eval()
+    clip = np.random.default_rng(0).standard_normal((1, 3, 8, 32, 32), dtype=np.float32)
+    with torch.no_grad():
+        want = net(torch.from_numpy(clip)).numpy()
+    sess = ort.InferenceSession(
+        str(engines / card.files["clip"]), providers=["CPUExecutionProvider"]
+    )
+    got = sess.run(None, {sess.get_inputs()[0].name: clip})[0]
+    assert got.shape == (1, 12) and np.abs(got - want).max() < 1e-4
+
+    # the table names the network; the same folder refuses another --arch in one line
+    t = _run(["table", "--out", str(out), "--print"], env)
+    assert t.returncode == 0 and "`--arch fast --flow-net small`" in t.stdout
+    assert "levels [0, 1], beta 2" in t.stdout and "2 x 1 progressive" in t.stdout
+    bad = _run(["run", "--smoke", "--out", str(out), "--seeds", "0", "--labels", "5"], env)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
+    assert "--arch fast" in bad.stderr
+
+
+def test_cost_times_the_chosen_stages_and_bad_input_is_one_line(tmp_path):
+    env = dict(os.environ)
+    args = ["cost", "--arch", "fast", "--flow-net", "small", "--stages", "flow,joint"]
+    args += ["--batch", "1", "--steps", "1", "--json", str(tmp_path / "c.json")]
+    p = _run(args, env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = json.loads((tmp_path / "c.json").read_text())["rows"]
+    assert [(r["arch"], r["flow_net"], r["stage"]) for r in rows] == [
+        ("fast", "small", "flow"),
+        ("fast", "small", "joint"),
+    ]
+    assert all(r["wall_s"] > 0 and r["cpu_s"] > 0 and r["steps"] == 1 for r in rows)
+    assert "| fast | small | joint |" in p.stdout
+    bad = _run(["cost", "--arch", "huge", "--stages", "joint"], env)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "huge" in bad.stderr
+    bad = _run(["run", "--smoke", "--size", "full", "--out", str(tmp_path / "x")], env)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0

@@ -32,8 +32,25 @@ model sees 8 frames, step 2):
 * evaluation: held-out ``train`` look, seed 7001, and the ``style-shift`` look, seed 7002 (no
   training uses either), ``eval`` clips a class each.
 
-Sizes (``SIZES``): ``full`` for the GPU, ``smoke`` (32 px input, a few clips and steps) for the
-test and a quick look on a CPU.
+Sizes (``SIZES``, ``--size``): ``full`` for the GPU, ``cpu5`` for the 5-labels-a-class rows on
+2 CPU cores (with ``--arch fast --flow-net small``; its measured cost is in a comment beside
+it), ``smoke`` (``--smoke``: 32 px input, a few clips and steps) for the test and a quick look
+on a CPU.
+
+Network (``--arch``, ``--flow-net``; recorded in run.json and the table's heading): the
+pretraining and every HCML row (pretrained, scratch, probe) of a run use one network.
+``--arch default`` is ``training/pretrain.yaml``'s (motion blocks at levels 0-3, beta 1),
+``--arch fast`` is ``training/tiny_fast.yaml``'s (levels 0-1, beta 2, the network of
+``engines/hcml_tiny_motion_fast``); ``--flow-net big`` is pretrain.yaml's flow net (32 channels
+a conv, cost volume r3, census), ``--flow-net small`` the registry default that
+``training/default.yaml`` trains (8, no cost volume, no census). ``cost`` times a training step
+of each stage for each choice (random clips, ``--steps`` after a warm-up).
+
+``--keep-models`` saves each row's trained network as ``OUT/models/NAME.pt`` (an
+hcml-checkpoint like ``hcml train``'s model.pt: recipe, labels, frame step and the row's
+held-out / style-shift accuracy as metrics), so e.g.
+``hcml export OUT/models/pretrained-k5-s0.pt --name hcml_tiny_motion_5shot`` writes the card
+with its measured accuracy.
 
 GPU estimate (full size, H200, ``--parallel 14``; not measured on the device): the flow
 ablation's rows with this flow net (growth 32, corr r3) ran ~145 ms a step with 10 processes on
@@ -60,6 +77,14 @@ the device renders exactly these clips. GPU (torch CUDA; no GStreamer needed)::
         && cp runs/label_eff/run.json $OUT/label_eff/ && cp runs/label_eff/rows/*.json \
         $OUT/label_eff/rows/                                           # on the device
     python training/label_efficiency.py table --out FILES_AT/label_eff   # here -> docs/RESULTS.md
+
+CPU, the 5-labels-a-class rows (cpu5 size; estimated ~40-47 min on 2 idle cores, not yet run;
+then ``hcml export runs/label_eff_cpu5/models/pretrained-k5-s0.pt --name
+hcml_tiny_motion_5shot``)::
+
+    python training/label_efficiency.py run --size cpu5 --arch fast --flow-net small \
+        --out runs/label_eff_cpu5 --seeds 0,1 --labels 5 --methods pretrained,scratch \
+        --keep-models --parallel 2 --workers 2
 
 CPU: the smoke grid (all 40 rows: ~3.5 min on 2 busy cores, 1.5 min of it the first
 rendering; the test runs 20 of them: ~55 s once rendered) and the small real run of
@@ -107,6 +132,23 @@ FRAMES, FRAME_STEP, RENDER_FRAMES = 8, 2, 16
 LR, WEIGHT_DECAY, GRAD_CLIP = 0.002, 1e-4, 5.0
 AUGMENT = {"hflip": 0.5, "reverse": 0.5, "brightness": 0.1, "contrast": 0.1, "lighting": 0.25}
 BEGIN, END = "<!-- label-efficiency:begin -->", "<!-- label-efficiency:end -->"
+HCML_METHODS = ("pretrained", "scratch", "probe")
+# --arch: the HCML network of the pretraining and of every pretrained / scratch / probe row.
+# default: training/pretrain.yaml's (PMBs at levels 0-3, beta 1, engines/hcml_tiny_motion);
+# fast: training/tiny_fast.yaml's (levels 0-1, beta 2, engines/hcml_tiny_motion_fast).
+ARCHS = {
+    "default": {"max_displacement": 2, "stride": 1, "beta": 1, "levels": [0, 1, 2, 3],
+                "moments_window": 8},
+    "fast": {"max_displacement": 2, "stride": 1, "beta": 2, "levels": [0, 1], "moments_window": 8},
+}  # fmt: skip
+# --flow-net: the P^0 flow net (trained by the flow stage, L_rec in the joint stage).
+# big: training/pretrain.yaml's (32 channels a conv, cost volume r3, census term);
+# small: the registry default that training/default.yaml and tiny_fast.yaml train (8, no cost
+# volume, no census).
+FLOW_NETS = {
+    "big": {"flow_growth": 32, "flow_corr": 3, "flow_census": 1.0},
+    "small": {"flow_growth": 8, "flow_corr": 0, "flow_census": 0.0},
+}
 
 
 @dataclass(frozen=True)
@@ -139,6 +181,36 @@ SIZES = {
         (400, 50),
         16,
         "full",
+    ),  # fmt: skip
+    # The 5-labels-a-class rows on 2 idle CPU cores with `--arch fast --flow-net small
+    # --parallel 2` (pretrained + scratch x seeds 0, 1 and the 2 pretrainings in ~40-47 min).
+    # Pool, unlabelled clips and camera bank as `full` (already cached after a `full`-pool run;
+    # the same pool size gives the same k = 5 clips as the full grid), eval 20 a class as `full`
+    # (480 clips to render, ~0.3-1.1 s a clip and worker). Cost, measured with `cost`
+    # (batch 16, 1 torch thread, CPU seconds a step of the process, medians of 2 steps after a
+    # warm-up, 2026-12-01 on the 2 shared cores at load average 3.1-4.0; wall was 4-5x that):
+    #   arch / flow net   flow  progressive (per level)   joint  probe
+    #   default / big     3.45  1.83 1.43 1.31 1.35       4.84   0.48
+    #   default / small   0.25  0.96 0.76 0.74 0.71       1.66   0.44
+    #   fast / big        3.50  1.46 1.22                 3.91   0.26
+    #   fast / small      0.25  0.67 0.51                 1.09   0.28   (tsm 0.27, mscv 0.27)
+    # The big flow net dominates (14x the flow step, 2.9x the joint step of the small one), so
+    # this size is for fast / small. A process runs one pretraining and then two rows:
+    # 1000 x 0.25 + 400 x (0.67 + 0.51) = 722 s, + 2 x (600 x 1.09 + ~15 s eval) = 1340 s:
+    # ~2060 s, plus ~4-5 min of rendering and start-up: ~40 min, ~47 with 20 % for data loading
+    # and the gap between CPU time under load and wall time on an idle core. tsm, mscv and
+    # probe rows at k = 5 add ~180 s each (6 rows, ~9 min on 2 processes).
+    "cpu5": Size(
+        64,
+        112,
+        {"classic": 100, "train": 200},
+        {"classic": 25, "train": 25},
+        600,
+        20,
+        600,
+        (1000, 400),
+        16,
+        "cpu5",
     ),  # fmt: skip
     "smoke": Size(
         32,
@@ -286,13 +358,18 @@ class ProbeStage:
         return cls, {"cls": float(cls.detach())}
 
 
-def _recipe(method: str, size: Size, seed: int) -> dict:
-    """The validated recipe whose model section a method trains."""
+def _recipe(
+    method: str, size: Size, seed: int, arch: str = "default", flow_net: str = "big"
+) -> dict:
+    """The validated recipe whose model section a method trains (HCML methods: ``arch``'s
+    motion blocks and ``flow_net``'s flow net on training/pretrain.yaml's)."""
     from hcml.training.recipe import load_recipe, validate_recipe
 
-    if method in ("pretrained", "scratch", "probe"):
+    if method in HCML_METHODS:
         r = load_recipe(REPO / "training" / "pretrain.yaml")
         r["model"]["input_size"] = size.input
+        r["model"]["options"] = {**r["model"]["options"], **ARCHS[arch]}
+        r["model"]["train"] = {**r["model"]["train"], **FLOW_NETS[flow_net]}
         r["seed"] = seed
         return r
     name, opts = {"tsm": ("tsm_tiny", {}), "mscv": ("mscv_tiny", {"max_displacement": 2})}[method]
@@ -369,8 +446,10 @@ def train_row(job: dict) -> dict:
     size, method, seed, labels = Size(**job["size"]), job["method"], job["seed"], job["labels"]
     size = replace(size, pretrain=tuple(size.pretrain))
     out, device = Path(job["out"]), job["device"]
+    arch, flow_net = job.get("arch", "default"), job.get("flow_net", "big")
+    recipe = _recipe(method, size, seed, arch, flow_net)
     torch.manual_seed(seed)
-    module = build_module(_recipe(method, size, seed))
+    module = build_module(recipe)
     names = _check_names(module.state_dict())
     init: dict[str, Any] = {"from": None}
     if method in NEEDS_PRETRAIN:
@@ -419,6 +498,8 @@ def train_row(job: dict) -> dict:
         "labels": labels,
         "seed": seed,
         "model": cfg["name"],
+        "arch": arch if method in HCML_METHODS else None,
+        "flow_net": flow_net if method in HCML_METHODS else None,
         "size": size.name,
         "n_train": len(idx),
         "n_train_by_style": by_style,
@@ -438,8 +519,47 @@ def train_row(job: dict) -> dict:
             net, _rendered(size, SHIFT_SEED, "style_shift", size.eval, 1), size, device
         ),
     }
+    if job.get("keep_models"):
+        res["model_path"] = str(_keep_model(out, job["name"], module, recipe, res, pool.labels))
     _write_json(out / "rows" / f"{job['name']}.json", res)
     return res
+
+
+def _keep_model(out: Path, name: str, module, recipe: dict, res: dict, labels: list) -> Path:
+    """``OUT/models/NAME.pt``: the row's fine-tuned network as ``hcml train`` writes model.pt
+    (hcml-checkpoint with recipe, labels, frames / frame_step and metrics), so ``hcml export
+    OUT/models/NAME.pt --name NAME`` writes its graphs and a card holding the row's accuracy."""
+    from hcml.model.checkpoint import save_checkpoint
+
+    stage = {"pretrained": "joint", "scratch": "joint", "probe": "probe"}.get(res["method"])
+    recipe = json.loads(json.dumps(recipe, default=str))
+    recipe["description"] = (
+        f"training/label_efficiency.py row {name}: {TITLES[res['method']]}, "
+        f"{res['n_train']} labelled clips ({res['labels']} a class, seed {res['seed']})"
+    )
+    recipe["stages"] = [
+        {"type": stage or "supervised", "steps": res["steps"], "batch_size": res["batch"],
+         "lr": LR, "warmup": res["warmup"], **({"lambda_rec": 0.1, "gamma": 0.0}
+                                               if stage == "joint" else {})}
+    ]  # fmt: skip
+    recipe["label_efficiency"] = {
+        k: res[k] for k in ("name", "method", "labels", "seed", "arch", "flow_net", "size")
+    } | {"init_from": res["init"]["from"], "command": " ".join(sys.argv)}
+    metrics = {f"{key}_top1": res[key]["top1"] for key in ("heldout", "style_shift")} | {
+        "heldout": {**res["heldout"], "seed": HELDOUT_SEED, "style": "train"},
+        "style_shift": {**res["style_shift"], "seed": SHIFT_SEED, "style": "style_shift"},
+    }
+    path = out / "models" / f"{name}.pt"
+    save_checkpoint(
+        path,
+        module.deployable(),
+        wrapper_state={k: v.detach().cpu() for k, v in module.state_dict().items()},
+        recipe=recipe,
+        labels=list(labels),
+        data={"frames": FRAMES, "frame_step": FRAME_STEP},
+        metrics=metrics,
+    )
+    return path
 
 
 def pretrain(job: dict) -> dict:
@@ -459,7 +579,8 @@ def pretrain(job: dict) -> dict:
     if (run / "model.pt").is_file():
         return {"name": job["name"], "cached": True}
     t0 = time.perf_counter()
-    recipe = _recipe("pretrained", size, seed)
+    arch, flow_net = job.get("arch", "default"), job.get("flow_net", "big")
+    recipe = _recipe("pretrained", size, seed, arch, flow_net)
     flow_steps, prog_steps = job["pretrain"]
     for st in recipe["stages"]:
         st["steps"] = flow_steps if st["type"] == "flow" else prog_steps
@@ -543,7 +664,10 @@ def row_name(method: str, labels: str, seed: int) -> str:
 
 
 def run(a: argparse.Namespace) -> int:
-    size = SIZES["smoke" if a.smoke else "full"]
+    if a.smoke and a.size not in (None, "smoke"):
+        print(f"label_efficiency: --smoke and --size {a.size}: choose one", file=sys.stderr)
+        return 2
+    size = SIZES["smoke" if a.smoke else a.size or "full"]
     if a.steps is not None:
         size = replace(size, steps=a.steps)
     if a.pretrain_steps is not None:
@@ -587,6 +711,12 @@ def run(a: argparse.Namespace) -> int:
         "seeds": seeds,
         "labels": labels,
         "methods": methods,
+        "net": {
+            "arch": a.arch,
+            "flow_net": a.flow_net,
+            "options": ARCHS[a.arch],
+            "train": FLOW_NETS[a.flow_net],
+        },
         "device": a.device,
         "command": " ".join(sys.argv),
         "data": {
@@ -603,6 +733,14 @@ def run(a: argparse.Namespace) -> int:
             print(
                 f"label_efficiency: {out} holds a run of another size ({old['size']}): "
                 "use another --out",
+                file=sys.stderr,
+            )
+            return 2
+        old_net = old.get("net", {"arch": "default", "flow_net": "big"})
+        if (old_net["arch"], old_net["flow_net"]) != (a.arch, a.flow_net):
+            print(
+                f"label_efficiency: {out} holds a run of --arch {old_net['arch']} --flow-net "
+                f"{old_net['flow_net']}: use another --out",
                 file=sys.stderr,
             )
             return 2
@@ -631,7 +769,8 @@ def run(a: argparse.Namespace) -> int:
             f.result()
         camera = str(cam.result()) if cam is not None else None
     print(f"data ready: {time.perf_counter() - t0:.0f} s", flush=True)
-    base = {"size": asdict(size), "out": str(out), "device": a.device, "steps": size.steps}
+    base = {"size": asdict(size), "out": str(out), "device": a.device, "steps": size.steps,
+            "arch": a.arch, "flow_net": a.flow_net, "keep_models": a.keep_models}  # fmt: skip
     queue: list[tuple[str, dict]] = [
         ("pretrain", {**base, "name": f"pretrain-s{s}", "seed": s, "camera": camera,
                       "pretrain": list(size.pretrain)})
@@ -702,6 +841,13 @@ def render_table(out: Path) -> str:
     meta = json.loads((out / "run.json").read_text())
     rows = [json.loads(p.read_text()) for p in sorted((out / "rows").glob("*.json"))]
     size, data = meta["size"], meta["data"]
+    net = meta.get("net") or {
+        "arch": "default",
+        "flow_net": "big",
+        "options": ARCHS["default"],
+        "train": FLOW_NETS["big"],
+    }  # runs from before --arch
+    opts, flow = net["options"], net["train"]
     got: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
         got.setdefault((r["method"], r["labels"]), []).append(r)
@@ -711,7 +857,12 @@ def render_table(out: Path) -> str:
     pool = sum(data["pool_clips"].values())
     steps = sorted({r["steps"] for r in rows})
     full = {**json.loads(json.dumps(asdict(SIZES["full"]))), "name": "full"}
-    if size == full and meta["device"].startswith("cuda") and meta["seeds"] == list(SEEDS):
+    if (
+        size == full
+        and meta["device"].startswith("cuda")
+        and meta["seeds"] == list(SEEDS)
+        and (net["arch"], net["flow_net"]) == ("default", "big")
+    ):
         kind = "**Full grid.**"
     else:
         kind = (
@@ -721,13 +872,19 @@ def render_table(out: Path) -> str:
     lines = [
         kind,
         "",
+        f"HCML network (`--arch {net['arch']} --flow-net {net['flow_net']}`, pretraining and "
+        f"every HCML row): `hcml_tiny`, motion blocks at levels {opts['levels']}, beta "
+        f"{opts['beta']}; flow net {flow['flow_growth']} channels a conv, cost volume radius "
+        f"{flow['flow_corr']}, census {flow['flow_census']}.",
+        "",
         f"Run: `{meta['command']}` (size `{size['name']}`, device `{meta['device']}`, seeds "
         f"{', '.join(map(str, meta['seeds']))}). Every row: {size['steps']} fine-tuning steps "
         f"of {size['batch']} clips (steps done: {', '.join(map(str, steps)) or '-'}), AdamW "
         f"{LR}, warm-up then cosine; input {size['input']} px, 8 frames step 2. Labelled pool "
         f"(seed {data['pool_seed']}): {pool} clips ("
         + ", ".join(f"{v} {k}" for k, v in data["pool_clips"].items())
-        + f"); pretraining: {size['pretrain'][0]} flow + 4 x {size['pretrain'][1]} progressive "
+        + f"); pretraining: {size['pretrain'][0]} flow + {len(opts['levels'])} x "
+        f"{size['pretrain'][1]} progressive "
         f"steps on {12 * sum(size['unlabelled'].values()) + size['camera']} unlabelled clips "
         f"(synthetic seed {data['unlabelled_seed']}, labels unread, and {size['camera']} "
         "camera clips over train-split photos), once a seed.",
@@ -790,6 +947,91 @@ def table(a: argparse.Namespace) -> int:
     return 0
 
 
+def _time_steps(module, stage, x, y, steps: int) -> dict:
+    """Seconds (wall, and CPU of this process) a training step of ``stage`` on batch ``x``:
+    forward, loss, backward, gradient clip, AdamW; one untimed warm-up step first."""
+    import torch
+
+    params = stage.setup(module)
+    opt = torch.optim.AdamW(params, lr=LR, weight_decay=WEIGHT_DECAY)
+    stage.train_mode(module)
+    gen = torch.Generator().manual_seed(0)
+    wall, cpu = [], []
+    for i in range(steps + 1):
+        t0, c0 = time.perf_counter(), time.process_time()
+        loss, _ = stage.loss(module, x, y, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)
+        opt.step()
+        if i:
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+    return {"wall_s": float(np.median(wall)), "cpu_s": float(np.median(cpu)), "steps": steps}
+
+
+def cost(a: argparse.Namespace) -> int:
+    """Seconds a training step of every stage the grid runs, for each --arch and --flow-net
+    (random clips at the full size's input; cost does not depend on the pixels)."""
+    import torch
+
+    from hcml.training.run import build_module
+    from hcml.training.stages import FlowStage, JointStage, ProgressiveStage, SupervisedStage
+
+    torch.set_num_threads(a.threads)
+    size = SIZES["full"]
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(a.batch, 3, FRAMES, size.input, size.input, generator=g)
+    y = torch.randint(0, 12, (a.batch,), generator=g)
+    load = os.getloadavg()[0]
+    print(f"batch {a.batch}, {a.threads} torch thread(s), load average {load:.2f} at start")
+    print("| arch | flow net | stage | wall s/step | CPU s/step |\n|---|---|---|---:|---:|")
+    out = []
+    todo = [(ar, fl) for ar in a.arch.split(",") for fl in a.flow_net.split(",")]
+    for ar, fl in todo:
+        if ar not in ARCHS or fl not in FLOW_NETS:
+            print(f"label_efficiency: unknown --arch {ar} or --flow-net {fl}", file=sys.stderr)
+            return 2
+    for ar, fl in todo:
+        torch.manual_seed(0)
+        module = build_module(_recipe("pretrained", size, 0, ar, fl))
+        stages: list[tuple[str, Any]] = []
+        for want in a.stages.split(","):
+            if want == "flow":
+                stages.append(("flow", FlowStage()))
+            elif want == "progressive":
+                stages += [
+                    (f"progressive-l{lv}", ProgressiveStage(lv)) for lv in ARCHS[ar]["levels"]
+                ]
+            elif want == "joint":
+                stages.append(("joint", JointStage(0.1, 0.0)))
+            elif want == "probe":
+                stages.append(("probe", ProbeStage()))
+            else:
+                print(f"label_efficiency: --stages: unknown {want!r}", file=sys.stderr)
+                return 2
+        for name, st in stages:
+            r = {
+                "arch": ar,
+                "flow_net": fl,
+                "stage": name,
+                **_time_steps(module, st, x, y, a.steps),
+            }
+            out.append(r)
+            print(f"| {ar} | {fl} | {name} | {r['wall_s']:.2f} | {r['cpu_s']:.2f} |", flush=True)
+    for m in a.baselines.split(",") if a.baselines else []:
+        torch.manual_seed(0)
+        module = build_module(_recipe(m, size, 0))
+        r = {"arch": m, "flow_net": "-", "stage": "supervised"}
+        r.update(_time_steps(module, SupervisedStage(), x, y, a.steps))
+        out.append(r)
+        print(f"| {m} | - | supervised | {r['wall_s']:.2f} | {r['cpu_s']:.2f} |", flush=True)
+    print(f"load average {os.getloadavg()[0]:.2f} at the end")
+    if a.json:
+        _write_json(Path(a.json), {"batch": a.batch, "threads": a.threads, "rows": out})
+    return 0
+
+
 def _ints(text: str) -> list[int]:
     """``"1,2"`` -> [1, 2] (argparse type: a bad value is a one-line usage error)."""
     try:
@@ -808,7 +1050,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="train and score the grid (resumable)")
     r.add_argument("--out", required=True, help="run folder: rows/NAME.json, pretrain-sS/")
-    r.add_argument("--smoke", action="store_true", help="the tiny CPU size (tests)")
+    r.add_argument("--smoke", action="store_true", help="the tiny CPU size (tests): --size smoke")
+    r.add_argument("--size", choices=sorted(SIZES), help="grid size (default: full)")
     r.add_argument("--steps", type=int, help="fine-tuning steps a row (size default)")
     r.add_argument("--pretrain-steps", type=_ints, help="FLOW[,PROGRESSIVE a level] (size default)")
     r.add_argument("--batch", type=int, help="clips a step (size default)")
@@ -817,12 +1060,38 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--labels", default=",".join(LABELS), help="from " + ",".join(LABELS))
     r.add_argument("--methods", default=",".join(METHODS), help="from " + ",".join(METHODS))
     r.add_argument("--only", nargs="+", metavar="ROW", help="row names, e.g. pretrained-k5-s0")
+    r.add_argument(
+        "--arch",
+        choices=sorted(ARCHS),
+        default="default",
+        help="HCML network of the pretraining and the HCML rows (default: default)",
+    )
+    r.add_argument(
+        "--flow-net",
+        choices=sorted(FLOW_NETS),
+        default="big",
+        help="flow net of the HCML network (default: big, pretrain.yaml's)",
+    )
+    r.add_argument(
+        "--keep-models",
+        action="store_true",
+        help="save every row's trained network as OUT/models/NAME.pt (hcml export)",
+    )
     r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
     r.add_argument("--parallel", type=int, default=2, help="training processes")
     r.add_argument("--workers", type=int, default=None, help="render processes (default: all)")
     r.add_argument("--threads", type=int, default=1, help="torch threads a training process")
     r.add_argument("--deadline", type=float, help="start no row after this many seconds")
     r.add_argument("--verbose", action="store_true", help="tracebacks of failed rows")
+    c = sub.add_parser("cost", help="seconds a training step of each stage (short probe)")
+    c.add_argument("--arch", default="default,fast", help="comma-separated, from ARCHS")
+    c.add_argument("--flow-net", default="big,small", help="comma-separated, from FLOW_NETS")
+    c.add_argument("--stages", default="flow,progressive,joint,probe", help="comma-separated")
+    c.add_argument("--baselines", default="", help="also time these, e.g. tsm,mscv")
+    c.add_argument("--batch", type=int, default=16)
+    c.add_argument("--steps", type=int, default=2, help="timed steps (after one warm-up)")
+    c.add_argument("--threads", type=int, default=1)
+    c.add_argument("--json", help="also write the rows here")
     t = sub.add_parser("table", help="write the markdown table between the markers")
     t.add_argument("--out", required=True)
     t.add_argument("--results", default=str(REPO / "docs" / "RESULTS.md"))
@@ -832,6 +1101,10 @@ def main(argv: list[str] | None = None) -> int:
         if a.parallel < 1 or a.threads < 1:
             ap.error("--parallel and --threads must be >= 1")
         return run(a)
+    if a.cmd == "cost":
+        if a.batch < 1 or a.steps < 1 or a.threads < 1:
+            ap.error("--batch, --steps and --threads must be >= 1")
+        return cost(a)
     return table(a)
 
 
