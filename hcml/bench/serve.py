@@ -475,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queue-delay-us", type=int, default=500, help="batcher wait (500)")
     p.add_argument("--max-batch", type=int, default=64, help="Triton max_batch_size (64)")
     p.add_argument("--instances", type=int, default=None,
-                   help="model instances per graph (default: one per CPU core)")
+                   help="model instances per graph (default: one per CPU core)")  # fmt: skip
     p.add_argument("--threads", type=int, default=None,
                    help="ORT threads per instance (default 1; 0: ORT's default)")  # fmt: skip
     p.add_argument(
