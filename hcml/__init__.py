@@ -13,5 +13,6 @@ if needs_deepbind():  # imported after GStreamer by a program that had loaded li
 __version__ = "0.1.0"
 __all__ = ["DEFAULT_CARD", "LABELS", "__version__"]
 
-# The shipped default model (trained by training/default.yaml, exported by hcml export).
+# The shipped default model (training/default.yaml, then training/tiny_fast.yaml, tiny_fast_b.yaml
+# and tiny_fast_c.yaml as warm starts; docs/TRAINING.md; exported by hcml export).
 DEFAULT_CARD = Path(__file__).resolve().parents[1] / "engines" / "hcml_tiny_motion.json"

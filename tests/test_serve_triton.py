@@ -509,11 +509,20 @@ def test_wire_bytes_are_the_tensors_plus_small_framing():
     from hcml.bench.serve import wire_bytes
     from hcml.card import ModelCard
 
+    import onnx
+
     card = ModelCard.load(CARD)
     w = wire_bytes(CARD)
-    state = sum(4 * int(np.prod(s["shape"][1:])) for s in card.tensors["step"]["state"])
+    # Reference: the float32 state inputs as the ONNX step graph itself declares them.
+    graph = onnx.load(str(CARD.with_name(CARD.stem + ".step.onnx"))).graph
+    state = sum(
+        4 * int(np.prod([d.dim_value for d in i.type.tensor_type.shape.dim[1:]]))
+        for i in graph.input
+        if i.name.startswith("state.")
+    )
     frame, logits = 4 * 3 * 64 * 64, 4 * len(card.labels)
-    assert (w["state_bytes"], w["frame_bytes"]) == (state, frame) == (124416, 49152)
+    assert state > 0
+    assert (w["state_bytes"], w["frame_bytes"]) == (state, frame)
     for key, raw in (
         ("client_state_request", frame + state),
         ("client_state_response", logits + state),

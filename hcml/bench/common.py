@@ -275,8 +275,9 @@ def paragraphs(*parts: str) -> str:
 
 # ------------------------------------------------------------------------------ models
 def stand_in_card(out_dir: str | os.PathLike, checkpoint: bool = True) -> Path:
-    """Export a randomly initialised model shaped like the shipped one (``training/default.yaml``:
-    hcml_tiny, 8 frames every 2nd, 64x64, cost volume d=2 s=1) to ``out_dir``; returns the card.
+    """Export a randomly initialised model shaped like the shipped one (``training/tiny_fast*``:
+    hcml_tiny, 8 frames every 2nd, 64x64, PMBs at levels 0-1, beta 2, cost volume d=2 s=1,
+    motion moments over 8 px) to ``out_dir``; returns the card.
     Weights do not change the cost. ``checkpoint``: also save a ``.pt`` (the torch backend)."""
     import torch
 
@@ -285,8 +286,9 @@ def stand_in_card(out_dir: str | os.PathLike, checkpoint: bool = True) -> Path:
 
     torch.manual_seed(0)
     model = create_model(
-        "hcml_tiny", frames=8, input_size=(3, 64, 64), max_displacement=2, stride=1
-    ).eval()
+        "hcml_tiny", frames=8, input_size=(3, 64, 64), max_displacement=2, stride=1,
+        levels=[0, 1], beta=2, moments_window=8,
+    ).eval()  # fmt: skip
     out = Path(out_dir)
     name, ckpt = "hcml_tiny_random", None
     if checkpoint:
