@@ -506,10 +506,10 @@ def test_hcml_serve_command_ready_then_sigterm_exits_cleanly(tmp_path):
 def test_wire_bytes_are_the_tensors_plus_small_framing():
     """The per-frame sizes in docs/SERVING.md: exact protobuf sizes, checked against the raw
     tensor bytes computed from the card (framing is names, shapes and types only)."""
+    import onnx
+
     from hcml.bench.serve import wire_bytes
     from hcml.card import ModelCard
-
-    import onnx
 
     card = ModelCard.load(CARD)
     w = wire_bytes(CARD)
