@@ -40,8 +40,8 @@ on a CPU.
 Network (``--arch``, ``--flow-net``; recorded in run.json and the table's heading): the
 pretraining and every HCML row (pretrained, scratch, probe) of a run use one network.
 ``--arch default`` is ``training/pretrain.yaml``'s (motion blocks at levels 0-3, beta 1),
-``--arch fast`` is ``training/tiny_fast.yaml``'s (levels 0-1, beta 2, the network of
-``engines/hcml_tiny_motion_fast``); ``--flow-net big`` is pretrain.yaml's flow net (32 channels
+``--arch fast`` is ``training/tiny_fast.yaml``'s (levels 0-1, beta 2, the network of the
+default ``engines/hcml_tiny_motion``); ``--flow-net big`` is pretrain.yaml's flow net (32 channels
 a conv, cost volume r3, census), ``--flow-net small`` the registry default that
 ``training/default.yaml`` trains (8, no cost volume, no census). ``cost`` times a training step
 of each stage for each choice (random clips, ``--steps`` after a warm-up).
@@ -135,7 +135,7 @@ BEGIN, END = "<!-- label-efficiency:begin -->", "<!-- label-efficiency:end -->"
 HCML_METHODS = ("pretrained", "scratch", "probe")
 # --arch: the HCML network of the pretraining and of every pretrained / scratch / probe row.
 # default: training/pretrain.yaml's (PMBs at levels 0-3, beta 1, engines/hcml_tiny_motion);
-# fast: training/tiny_fast.yaml's (levels 0-1, beta 2, engines/hcml_tiny_motion_fast).
+# fast: training/tiny_fast.yaml's (levels 0-1, beta 2, engines/hcml_tiny_motion, the default).
 ARCHS = {
     "default": {"max_displacement": 2, "stride": 1, "beta": 1, "levels": [0, 1, 2, 3],
                 "moments_window": 8},
