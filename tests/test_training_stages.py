@@ -139,6 +139,60 @@ def test_shipped_recipes_validate(repo_root):
         load_recipe(r)
 
 
+def test_base_recipe_is_merged_key_by_key_and_the_child_wins(tmp_path):
+    """``_base_``: a child recipe equals its base with the child's keys written over it
+    (mappings merged, lists replaced), through a chain of two."""
+    from hcml.training.recipe import load_recipe
+
+    base = json.loads(json.dumps(TINY))
+    base["data"] = {"batch_size": 4, "frame_step": 2, "augment": {"hflip": 0.5}}
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    (tmp_path / "sub").mkdir()
+    child = {"_base_": "../base.yaml", "seed": 3, "data": {"augment": {"reverse": 0.5}},
+             "stages": [{"type": "supervised", "steps": 7}]}  # fmt: skip
+    (tmp_path / "sub" / "child.yaml").write_text(yaml.safe_dump(child))
+    (tmp_path / "grand.yaml").write_text(yaml.safe_dump({"_base_": "sub/child.yaml", "seed": 5}))
+    written = json.loads(json.dumps(base))
+    written.update(seed=3, stages=[{"type": "supervised", "steps": 7}])
+    written["data"]["augment"] = {"hflip": 0.5, "reverse": 0.5}
+    expected = validate_recipe(written, "x")
+    got = load_recipe(tmp_path / "sub" / "child.yaml")
+    assert got == dict(expected, name="child")
+    assert load_recipe(tmp_path / "grand.yaml") == dict(expected, seed=5, name="grand")
+
+
+def test_base_recipe_errors_are_one_line(tmp_path):
+    from hcml.training.recipe import load_recipe
+
+    (tmp_path / "a.yaml").write_text("_base_: missing.yaml\nseed: 1\n")
+    with pytest.raises(RecipeError, match=r"recipe not found: .*missing\.yaml \(the _base_ of"):
+        load_recipe(tmp_path / "a.yaml")
+    (tmp_path / "b.yaml").write_text("_base_: c.yaml\n")
+    (tmp_path / "c.yaml").write_text("_base_: b.yaml\n")
+    with pytest.raises(RecipeError, match="cycle"):
+        load_recipe(tmp_path / "b.yaml")
+    (tmp_path / "d.yaml").write_text("_base_: [a.yaml]\n")
+    with pytest.raises(RecipeError, match="_base_: expected a recipe file path"):
+        load_recipe(tmp_path / "d.yaml")
+
+
+def test_the_default_models_cycles_inherit_cycle_one():
+    """training/tiny_fast_b.yaml and tiny_fast_c.yaml are tiny_fast.yaml but for what they say."""
+    from hcml.training.recipe import load_recipe
+
+    a, b, c = (load_recipe(REPO / "training" / f"tiny_fast{s}.yaml") for s in ("", "_b", "_c"))
+    assert b["model"] == c["model"] == a["model"]
+    assert b["optim"] == c["optim"] == a["optim"]
+    assert b["data"] == a["data"]
+    assert c["data"]["train"]["synth"]["styles"] == {"classic": 4800, "train": 2400}
+    assert dict(c["data"], train=None) == dict(a["data"], train=None)
+    assert (b["init_from"], c["init_from"]) == (
+        "runs/tiny_fast/model.pt",
+        "runs/tiny_fast_b/model.pt",
+    )
+    assert [s["steps"] for s in (*b["stages"], *c["stages"])] == [500, 700]
+
+
 @pytest.mark.parametrize("level", [1, 2, 3])
 def test_progressive_trains_only_what_its_loss_reaches(level):
     """Every trainable parameter gets a gradient: DistributedDataParallel requires it."""

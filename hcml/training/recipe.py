@@ -2,6 +2,9 @@
 
 Schema (every key optional unless marked; unknown keys are errors naming the key)::
 
+    _base_: PATH                   # inherit another recipe file (relative to this one; it may
+                                   # have its own _base_): its mappings are merged key by key,
+                                   # this file's values win, lists and scalars are replaced
     name: str                      # run name (default: the file's stem)
     seed: int = 0
     deterministic: bool = false    # torch.use_deterministic_algorithms, no cuDNN benchmark
@@ -293,17 +296,48 @@ def validate_recipe(raw: Any, source: str = "<recipe>") -> dict[str, Any]:
     return r
 
 
-def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and validate a recipe YAML file."""
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``: mappings merge key by key, anything else is replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_raw(path: Path, chain: tuple[Path, ...] = ()) -> Any:
+    """The YAML of ``path`` with its ``_base_`` chain merged in (MMAction2-style inheritance)."""
     import yaml
 
-    path = Path(path)
     if not path.is_file():
-        raise RecipeError(f"recipe not found: {path}")
+        raise RecipeError(
+            f"recipe not found: {path}" + (f" (the _base_ of {chain[-1]})" if chain else "")
+        )
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise RecipeError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(raw, dict) or "_base_" not in raw:
+        return raw
+    raw = dict(raw)
+    base = raw.pop("_base_")
+    if not isinstance(base, str) or not base:
+        raise RecipeError(f"{path}: _base_: expected a recipe file path, got {base!r}")
+    base_path = (path.parent / base).resolve()
+    if base_path in chain or base_path == path.resolve():
+        raise RecipeError(f"{path}: _base_ {base} inherits from itself (a cycle)")
+    base_raw = _read_raw(base_path, (*chain, path.resolve()))
+    if not isinstance(base_raw, dict):
+        raise RecipeError(f"{base_path}: expected a mapping (the _base_ of {path})")
+    return _merged(base_raw, raw)
+
+
+def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate a recipe YAML file (``_base_`` chains merged first)."""
+    path = Path(path)
+    raw = _read_raw(path)
     recipe = validate_recipe(raw, str(path))
     if "name" not in (raw or {}):
         recipe["name"] = path.stem
