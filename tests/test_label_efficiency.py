@@ -252,3 +252,34 @@ def test_cost_times_the_chosen_stages_and_bad_input_is_one_line(tmp_path):
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "huge" in bad.stderr
     bad = _run(["run", "--smoke", "--size", "full", "--out", str(tmp_path / "x")], env)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
+
+
+@pytest.mark.slow
+def test_a_grid_run_in_phases_keeps_every_phase(tmp_path):
+    """Rows of one folder from two commands (a grid run in phases): run.json holds the union of
+    labels, methods and seeds and both commands, and the table shows every phase's cells."""
+    env = dict(os.environ)
+    out = tmp_path / "run"
+    first = ["run", "--smoke", "--out", str(out), "--seeds", "0", "--labels", "2"]
+    first += ["--methods", "tsm", "--parallel", "2", "--workers", "2"]
+    second = ["run", "--smoke", "--out", str(out), "--seeds", "1", "--labels", "5"]
+    second += ["--methods", "mscv", "--parallel", "2", "--workers", "2"]
+    for args in (first, second):
+        p = _run(args, env)
+        assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["labels"] == ["2", "5"] and meta["methods"] == ["tsm", "mscv"]
+    assert meta["seeds"] == [0, 1]
+    assert [c.split("--labels ")[1].split()[0] for c in meta["commands"]] == ["2", "5"]
+    text = _run(["table", "--out", str(out), "--print"], env).stdout
+    assert text.count("| 2 a class (24 clips) | 5 a class (36 clips) |") == 2
+    tsm = [ln for ln in text.splitlines() if ln.startswith("| TSM")]
+    mscv = [ln for ln in text.splitlines() if ln.startswith("| single-level")]
+    assert len(tsm) == len(mscv) == 2
+    for ln in tsm:  # TSM ran at 2 labels only, the cost-volume baseline at 5 only
+        cells = [c.strip() for c in ln.strip("|").split("|")][1:]
+        assert cells[0].endswith("(1 seed)") and cells[1] == "not run", ln
+    for ln in mscv:
+        cells = [c.strip() for c in ln.strip("|").split("|")][1:]
+        assert cells[0] == "not run" and cells[1].endswith("(1 seed)"), ln
+    assert text.count("label_efficiency.py run --smoke") == 2

@@ -719,6 +719,7 @@ def run(a: argparse.Namespace) -> int:
         },
         "device": a.device,
         "command": " ".join(sys.argv),
+        "commands": [" ".join(sys.argv)],
         "data": {
             "pool_seed": POOL_SEED,
             "unlabelled_seed": UNLABELLED_SEED,
@@ -744,6 +745,13 @@ def run(a: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+        # Rows of one folder may come from several commands (e.g. a grid run in phases): the
+        # folder's record is the union of what they asked for, and every command is kept.
+        meta["seeds"] = sorted(set(old["seeds"]) | set(seeds))
+        meta["labels"] = [k for k in LABELS if k in set(old["labels"]) | set(labels)]
+        meta["methods"] = [m for m in METHODS if m in set(old["methods"]) | set(methods)]
+        cmds = old.get("commands") or [old["command"]]
+        meta["commands"] = cmds + ([meta["command"]] if meta["command"] not in cmds else [])
     _write_json(meta_path, meta)
     todo = [r for r in rows if not (out / "rows" / f"{row_name(*r)}.json").is_file()]
     print(f"{len(rows) - len(todo)} rows done earlier, {len(todo)} to run", flush=True)
@@ -848,6 +856,8 @@ def render_table(out: Path) -> str:
         "train": FLOW_NETS["big"],
     }  # runs from before --arch
     opts, flow = net["options"], net["train"]
+    cmds = meta.get("commands") or [meta["command"]]
+    runs = " then ".join(f"`{c}`" for c in cmds)
     got: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
         got.setdefault((r["method"], r["labels"]), []).append(r)
@@ -877,7 +887,7 @@ def render_table(out: Path) -> str:
         f"{opts['beta']}; flow net {flow['flow_growth']} channels a conv, cost volume radius "
         f"{flow['flow_corr']}, census {flow['flow_census']}.",
         "",
-        f"Run: `{meta['command']}` (size `{size['name']}`, device `{meta['device']}`, seeds "
+        f"Run: {runs} (size `{size['name']}`, device `{meta['device']}`, seeds "
         f"{', '.join(map(str, meta['seeds']))}). Every row: {size['steps']} fine-tuning steps "
         f"of {size['batch']} clips (steps done: {', '.join(map(str, steps)) or '-'}), AdamW "
         f"{LR}, warm-up then cosine; input {size['input']} px, 8 frames step 2. Labelled pool "
