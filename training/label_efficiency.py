@@ -78,13 +78,18 @@ the device renders exactly these clips. GPU (torch CUDA; no GStreamer needed)::
         $OUT/label_eff/rows/                                           # on the device
     python training/label_efficiency.py table --out FILES_AT/label_eff   # here -> docs/RESULTS.md
 
-CPU, the 5-labels-a-class rows (cpu5 size; estimated ~40-47 min on 2 idle cores, not yet run;
-then ``hcml export runs/label_eff_cpu5/models/pretrained-k5-s0.pt --name
-hcml_tiny_motion_5shot``)::
+CPU, the grid at the cpu5 size, in phases into one folder (2026-12-02, 2 CPU cores, partly
+shared: phase A 45 min, of it rendering 6 min and the two pretrainings side by side 15 min;
+phase B 41 min; a pretrained or scratch row ~12 min, two at a time; a TSM / cost-volume /
+probe row ~3-4 min; rows resumable, ``--deadline`` stops starting rows; then ``hcml export
+runs/label_eff_cpu5/models/pretrained-k5-s0.pt --name hcml_tiny_motion_5shot``)::
 
-    python training/label_efficiency.py run --size cpu5 --arch fast --flow-net small \
-        --out runs/label_eff_cpu5 --seeds 0,1 --labels 5 --methods pretrained,scratch \
-        --keep-models --parallel 2 --workers 2
+    common="--size cpu5 --arch fast --flow-net small --out runs/label_eff_cpu5 --seeds 0,1 \
+        --keep-models --parallel 2 --workers 2 --threads 1"
+    python training/label_efficiency.py run $common --labels 5 --methods pretrained,scratch
+    python training/label_efficiency.py run $common --labels 2,5,20,all --methods tsm,mscv,probe
+    python training/label_efficiency.py run $common --labels 20,all --methods pretrained,scratch
+    python training/label_efficiency.py run $common --labels 2 --methods pretrained,scratch
 
 CPU: the smoke grid (all 40 rows: ~3.5 min on 2 busy cores, 1.5 min of it the first
 rendering; the test runs 20 of them: ~55 s once rendered) and the small real run of
