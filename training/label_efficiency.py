@@ -723,7 +723,6 @@ def run(a: argparse.Namespace) -> int:
             "train": FLOW_NETS[a.flow_net],
         },
         "device": a.device,
-        "command": " ".join(sys.argv),
         "commands": [" ".join(sys.argv)],
         "data": {
             "pool_seed": POOL_SEED,
@@ -755,8 +754,8 @@ def run(a: argparse.Namespace) -> int:
         meta["seeds"] = sorted(set(old["seeds"]) | set(seeds))
         meta["labels"] = [k for k in LABELS if k in set(old["labels"]) | set(labels)]
         meta["methods"] = [m for m in METHODS if m in set(old["methods"]) | set(methods)]
-        cmds = old.get("commands") or [old["command"]]
-        meta["commands"] = cmds + ([meta["command"]] if meta["command"] not in cmds else [])
+        cmds = old.get("commands") or [old["command"]]  # "command": folders from before
+        meta["commands"] = cmds + [c for c in meta["commands"] if c not in cmds]
     _write_json(meta_path, meta)
     todo = [r for r in rows if not (out / "rows" / f"{row_name(*r)}.json").is_file()]
     print(f"{len(rows) - len(todo)} rows done earlier, {len(todo)} to run", flush=True)
@@ -861,7 +860,7 @@ def render_table(out: Path) -> str:
         "train": FLOW_NETS["big"],
     }  # runs from before --arch
     opts, flow = net["options"], net["train"]
-    cmds = meta.get("commands") or [meta["command"]]
+    cmds = meta.get("commands") or [meta["command"]]  # "command": folders from before
     runs = " then ".join(f"`{c}`" for c in cmds)
     got: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
