@@ -22,6 +22,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "training" / "label_efficiency.py"
 METHODS = ("pretrained", "scratch", "tsm", "mscv", "probe")
+FEATURE_SETS = ("head", "motion", "flow")
 
 
 def _module():
@@ -283,3 +284,38 @@ def test_a_grid_run_in_phases_keeps_every_phase(tmp_path):
         cells = [c.strip() for c in ln.strip("|").split("|")][1:]
         assert cells[0] == "not run" and cells[1].endswith("(1 seed)"), ln
     assert text.count("label_efficiency.py run --smoke") == 2
+
+
+@pytest.mark.slow
+def test_motion_probe_reads_each_part_of_the_pretrained_and_random_network(grid, tmp_path):
+    """training/motion_probe.py: a probe per feature set (head, motion, flow) and init (random,
+    pretrained) on the grid's pretraining; a folder without one is a one-line error."""
+    probe = REPO / "training" / "motion_probe.py"
+    args = [sys.executable, str(probe), "--out", str(grid["dir"]), "--seeds", "0"]
+    p = subprocess.run(
+        [*args, "--labels", "2,all", "--threads", "1"],
+        capture_output=True,
+        text=True,
+        env=grid["env"],
+        timeout=600,
+    )
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    rows = json.loads((grid["dir"] / "motion_probe.json").read_text())["rows"]
+    keys = {(r["init"], r["labels"], r["features"]) for r in rows}
+    assert keys == {
+        (i, k, f) for i in ("random", "pretrained") for k in ("2", "all") for f in FEATURE_SETS
+    }
+    for r in rows:  # 12 clips a set in the smoke size
+        for key in ("heldout", "style_shift"):
+            assert 0.0 <= r[key] <= 1.0 and abs(12 * r[key] - round(12 * r[key])) < 1e-9, r
+    assert p.stdout.count("| flow |") == 2 and "2 a class: held-out / style-shift" in p.stdout
+    (tmp_path / "run.json").write_text((grid["dir"] / "run.json").read_text())
+    bad = subprocess.run(
+        [sys.executable, str(probe), "--out", str(tmp_path), "--seeds", "0"],
+        capture_output=True,
+        text=True,
+        env=grid["env"],
+        timeout=300,
+    )
+    assert bad.returncode == 2 and "pretrain-s0/model.pt is missing" in bad.stdout, bad
+    assert "Traceback" not in bad.stderr

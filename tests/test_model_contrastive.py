@@ -132,3 +132,35 @@ def test_head_shares_w1_and_loss_is_reproducible():
     l1.backward()
     assert p_high.grad.abs().sum() > 0 and head.w1.weight.grad.abs().sum() > 0
     assert all(w.weight.grad.abs().sum() > 0 for w in head.w2)  # D = 3 <= T - 1: all deltas used
+
+
+def test_head_reading_p_high_alone_ignores_the_lower_level():
+    """inputs="high": the prediction of P^{l-1}_{t+delta} comes from P^l_t only (no shortcut
+    through P^{l-1}_t); the lower level still gives the keys, and only P^l gets a gradient."""
+    from hcml.model import create_model
+    from hcml.model.training import HCMLTrainingWrapper
+
+    head = ContrastiveHead(c_high=6, c_low=4, deltas=2, inputs="high")
+    assert head.w1.in_features == 6
+    hi = torch.randn(5, 6)
+    torch.testing.assert_close(head(hi, torch.randn(5, 4)), head(hi, torch.randn(5, 4)))
+    both = ContrastiveHead(c_high=6, c_low=4, deltas=2)
+    assert both.w1.in_features == 10
+    assert not torch.allclose(both(hi, torch.randn(5, 4)), both(hi, torch.randn(5, 4)))
+    p_high = torch.randn(2, 6, 5, 4, 4, requires_grad=True)
+    p_low = torch.randn(2, 4, 5, 8, 8, requires_grad=True)
+    loss = contrastive_loss(
+        head, p_high, p_low, samples=6, generator=torch.Generator().manual_seed(0)
+    )
+    loss.backward()
+    assert p_high.grad.abs().sum() > 0 and p_low.grad.abs().sum() > 0  # keys still from P^{l-1}
+    with pytest.raises(ValueError, match="'both' or 'high'"):
+        ContrastiveHead(6, 4, inputs="low")
+    # the wrapper builds its heads from the training option
+    net = create_model("hcml_tiny", num_classes=12, frames=4, input_size=(32, 32))
+    w = HCMLTrainingWrapper(net, {"contrastive_input": "high"})
+    assert w.heads and all(h.inputs == "high" for h in w.heads.values())
+    assert all(
+        h.w1.in_features == c
+        for h, c in zip(w.heads.values(), net.motion_channels().values(), strict=True)
+    )

@@ -364,7 +364,12 @@ class ProbeStage:
 
 
 def _recipe(
-    method: str, size: Size, seed: int, arch: str = "default", flow_net: str = "big"
+    method: str,
+    size: Size,
+    seed: int,
+    arch: str = "default",
+    flow_net: str = "big",
+    contrastive_input: str = "both",
 ) -> dict:
     """The validated recipe whose model section a method trains (HCML methods: ``arch``'s
     motion blocks and ``flow_net``'s flow net on training/pretrain.yaml's)."""
@@ -375,6 +380,7 @@ def _recipe(
         r["model"]["input_size"] = size.input
         r["model"]["options"] = {**r["model"]["options"], **ARCHS[arch]}
         r["model"]["train"] = {**r["model"]["train"], **FLOW_NETS[flow_net]}
+        r["model"]["train"]["contrastive_input"] = contrastive_input
         r["seed"] = seed
         return r
     name, opts = {"tsm": ("tsm_tiny", {}), "mscv": ("mscv_tiny", {"max_displacement": 2})}[method]
@@ -452,7 +458,7 @@ def train_row(job: dict) -> dict:
     size = replace(size, pretrain=tuple(size.pretrain))
     out, device = Path(job["out"]), job["device"]
     arch, flow_net = job.get("arch", "default"), job.get("flow_net", "big")
-    recipe = _recipe(method, size, seed, arch, flow_net)
+    recipe = _recipe(method, size, seed, arch, flow_net, job.get("contrastive_input", "both"))
     torch.manual_seed(seed)
     module = build_module(recipe)
     names = _check_names(module.state_dict())
@@ -585,7 +591,7 @@ def pretrain(job: dict) -> dict:
         return {"name": job["name"], "cached": True}
     t0 = time.perf_counter()
     arch, flow_net = job.get("arch", "default"), job.get("flow_net", "big")
-    recipe = _recipe("pretrained", size, seed, arch, flow_net)
+    recipe = _recipe("pretrained", size, seed, arch, flow_net, job.get("contrastive_input", "both"))
     flow_steps, prog_steps = job["pretrain"]
     for st in recipe["stages"]:
         st["steps"] = flow_steps if st["type"] == "flow" else prog_steps
@@ -721,6 +727,7 @@ def run(a: argparse.Namespace) -> int:
             "flow_net": a.flow_net,
             "options": ARCHS[a.arch],
             "train": FLOW_NETS[a.flow_net],
+            "contrastive_input": a.contrastive_input,
         },
         "device": a.device,
         "commands": [" ".join(sys.argv)],
@@ -741,11 +748,16 @@ def run(a: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-        old_net = old.get("net", {"arch": "default", "flow_net": "big"})
-        if (old_net["arch"], old_net["flow_net"]) != (a.arch, a.flow_net):
+        old_net = {"arch": "default", "flow_net": "big", **old.get("net", {})}
+        old_ci = old_net.get("contrastive_input", "both")
+        if (old_net["arch"], old_net["flow_net"], old_ci) != (
+            a.arch,
+            a.flow_net,
+            a.contrastive_input,
+        ):
             print(
                 f"label_efficiency: {out} holds a run of --arch {old_net['arch']} --flow-net "
-                f"{old_net['flow_net']}: use another --out",
+                f"{old_net['flow_net']} --contrastive-input {old_ci}: use another --out",
                 file=sys.stderr,
             )
             return 2
@@ -782,7 +794,8 @@ def run(a: argparse.Namespace) -> int:
         camera = str(cam.result()) if cam is not None else None
     print(f"data ready: {time.perf_counter() - t0:.0f} s", flush=True)
     base = {"size": asdict(size), "out": str(out), "device": a.device, "steps": size.steps,
-            "arch": a.arch, "flow_net": a.flow_net, "keep_models": a.keep_models}  # fmt: skip
+            "arch": a.arch, "flow_net": a.flow_net, "keep_models": a.keep_models,
+            "contrastive_input": a.contrastive_input}  # fmt: skip
     queue: list[tuple[str, dict]] = [
         ("pretrain", {**base, "name": f"pretrain-s{s}", "seed": s, "camera": camera,
                       "pretrain": list(size.pretrain)})
@@ -860,6 +873,7 @@ def render_table(out: Path) -> str:
         "train": FLOW_NETS["big"],
     }  # runs from before --arch
     opts, flow = net["options"], net["train"]
+    ci = net.get("contrastive_input", "both")
     cmds = meta.get("commands") or [meta["command"]]  # "command": folders from before
     runs = " then ".join(f"`{c}`" for c in cmds)
     got: dict[tuple[str, str], list[dict]] = {}
@@ -886,10 +900,12 @@ def render_table(out: Path) -> str:
     lines = [
         kind,
         "",
-        f"HCML network (`--arch {net['arch']} --flow-net {net['flow_net']}`, pretraining and "
+        f"HCML network (`--arch {net['arch']} --flow-net {net['flow_net']}"
+        f"{' --contrastive-input high' if ci == 'high' else ''}`, pretraining and "
         f"every HCML row): `hcml_tiny`, motion blocks at levels {opts['levels']}, beta "
         f"{opts['beta']}; flow net {flow['flow_growth']} channels a conv, cost volume radius "
-        f"{flow['flow_corr']}, census {flow['flow_census']}.",
+        f"{flow['flow_corr']}, census {flow['flow_census']}"
+        + ("; contrastive heads read P^l alone." if ci == "high" else "."),
         "",
         f"Run: {runs} (size `{size['name']}`, device `{meta['device']}`, seeds "
         f"{', '.join(map(str, meta['seeds']))}). Every row: {size['steps']} fine-tuning steps "
@@ -1090,6 +1106,12 @@ def main(argv: list[str] | None = None) -> int:
         "--keep-models",
         action="store_true",
         help="save every row's trained network as OUT/models/NAME.pt (hcml export)",
+    )
+    r.add_argument(
+        "--contrastive-input",
+        choices=("both", "high"),
+        default="both",
+        help="what the contrastive heads read: [P^l, P^(l-1)] (both, the design's) or P^l alone",
     )
     r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
     r.add_argument("--parallel", type=int, default=2, help="training processes")

@@ -48,18 +48,29 @@ class ContrastiveHead(nn.Module):
 
     W1: Linear(C_l + C_{l-1} -> hidden) shared over delta; W2_delta: Linear(hidden -> C_{l-1}).
     Linear on channel-last vectors = a 1x1 conv; it runs only at the sampled positions.
+
+    ``inputs="high"``: W1 reads P^l_t alone ([..., C_l]). With both inputs the head can predict
+    P^{l-1}_{t+delta} from P^{l-1}_t (a clip's motion barely changes within 8 frames), so P^l
+    need not carry anything; reading P^l alone makes the prediction go through it (as CPC
+    predicts from its context vector). docs/RESULTS.md, "What the pretraining learns".
     """
 
-    def __init__(self, c_high: int, c_low: int, deltas: int = 2, hidden: int = 0):
+    def __init__(
+        self, c_high: int, c_low: int, deltas: int = 2, hidden: int = 0, inputs: str = "both"
+    ):
         super().__init__()
+        if inputs not in ("both", "high"):
+            raise ValueError(f"inputs must be 'both' or 'high', got {inputs!r}")
         hidden = hidden or max(c_high, c_low)
         self.deltas = int(deltas)
-        self.w1 = nn.Linear(c_high + c_low, hidden)
+        self.inputs = inputs
+        self.w1 = nn.Linear(c_high + (c_low if inputs == "both" else 0), hidden)
         self.w2 = nn.ModuleList(nn.Linear(hidden, c_low) for _ in range(self.deltas))
 
     def forward(self, p_high: Tensor, p_low: Tensor) -> Tensor:
         """p_high [..., C_l], p_low [..., C_{l-1}] -> predictions [D, ..., C_{l-1}]."""
-        h = F.relu(self.w1(torch.cat([p_high, p_low], -1)))
+        x = torch.cat([p_high, p_low], -1) if self.inputs == "both" else p_high
+        h = F.relu(self.w1(x))
         return torch.stack([w2(h) for w2 in self.w2], 0)
 
 

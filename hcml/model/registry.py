@@ -64,6 +64,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "samples": 16,  # N spatial positions sampled per video
     "tau": 0.1,  # InfoNCE temperature
     "contrastive_hidden": 0,  # W1 width (0: max(C_l, C_{l-1}))
+    "contrastive_input": "both",  # the head reads [P^l_t, P^{l-1}_t] ("both") or P^l_t ("high")
 }
 
 

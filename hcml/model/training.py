@@ -71,7 +71,11 @@ class HCMLTrainingWrapper(nn.Module):
             chain += [(str(lv), c) for lv, c in model.motion_channels().items()]
             for (_, c_low), (hi, c_high) in zip(chain[:-1], chain[1:], strict=True):
                 self.heads[hi] = ContrastiveHead(
-                    c_high, c_low, int(cfg["deltas"]), int(cfg["contrastive_hidden"])
+                    c_high,
+                    c_low,
+                    int(cfg["deltas"]),
+                    int(cfg["contrastive_hidden"]),
+                    inputs=str(cfg["contrastive_input"]),
                 )
             self._lower = {hi: lo for (lo, _), (hi, _) in zip(chain[:-1], chain[1:], strict=True)}
         else:
