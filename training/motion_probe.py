@@ -146,7 +146,7 @@ def markdown(rows: list[dict]) -> str:
         {r["labels"] for r in rows}, key=lambda v: (v == "all", int(v) if v != "all" else 0)
     )
     head = "| features | init | " + " | ".join(
-        f"{k} a class: held-out / style-shift" for k in labels
+        f"{k if k == 'all' else k + ' a class'}: held-out / style-shift" for k in labels
     )
     lines = [head + " |", "|---|---|" + "---|" * len(labels)]
     for name in FEATURES:
