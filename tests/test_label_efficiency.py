@@ -146,6 +146,10 @@ def test_rerun_skips_done_rows_and_bad_input_is_one_line(grid):
     assert bad.stderr.strip().count("\n") == 0 and "--labels" in bad.stderr
     bad = _run(["table", "--out", str(grid["dir"] / "nothing")], grid["env"])
     assert bad.returncode == 2 and "holds no run" in bad.stderr
+    # a folder pretrained with the design's heads does not take rows of another objective
+    other = _run([*grid["args"], "--contrastive-input", "high"], grid["env"])
+    assert other.returncode == 2 and other.stderr.strip().count("\n") == 0, other.stderr
+    assert "--contrastive-input both: use another --out" in other.stderr
 
 
 def test_arch_and_flow_net_are_the_recipes_networks():

@@ -43,8 +43,12 @@ pretraining and every HCML row (pretrained, scratch, probe) of a run use one net
 ``--arch fast`` is ``training/tiny_fast.yaml``'s (levels 0-1, beta 2, the network of the
 default ``engines/hcml_tiny_motion``); ``--flow-net big`` is pretrain.yaml's flow net (32 channels
 a conv, cost volume r3, census), ``--flow-net small`` the registry default that
-``training/default.yaml`` trains (8, no cost volume, no census). ``cost`` times a training step
-of each stage for each choice (random clips, ``--steps`` after a warm-up).
+``training/default.yaml`` trains (8, no cost volume, no census). ``--contrastive-input high``
+makes the contrastive heads read P^l alone instead of the design's [P^l, P^{l-1}] (the train
+option ``contrastive_input``; docs/RESULTS.md, "What the pretraining learns"). What each part
+of a run's pretrained network has learnt: ``training/motion_probe.py --out OUT``. ``cost``
+times a training step of each stage for each choice (random clips, ``--steps`` after a
+warm-up).
 
 ``--keep-models`` saves each row's trained network as ``OUT/models/NAME.pt`` (an
 hcml-checkpoint like ``hcml train``'s model.pt: recipe, labels, frame step and the row's
@@ -380,7 +384,8 @@ def _recipe(
         r["model"]["input_size"] = size.input
         r["model"]["options"] = {**r["model"]["options"], **ARCHS[arch]}
         r["model"]["train"] = {**r["model"]["train"], **FLOW_NETS[flow_net]}
-        r["model"]["train"]["contrastive_input"] = contrastive_input
+        if contrastive_input != "both":  # the design's heads: the recipe as pretrain.yaml has it
+            r["model"]["train"]["contrastive_input"] = contrastive_input
         r["seed"] = seed
         return r
     name, opts = {"tsm": ("tsm_tiny", {}), "mscv": ("mscv_tiny", {"max_displacement": 2})}[method]
